@@ -1,0 +1,30 @@
+# Two commands do all the set-up: `make run` and `make test` each create the
+# virtual environment and install medflow into it first, when that is needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: run test lint dag clean-results
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+run: $(INSTALLED)
+	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES)
+
+test: $(INSTALLED)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
+
+dag: $(INSTALLED)
+	$(BIN)/snakemake -n --profile workflow/profiles/default

@@ -1,0 +1,19 @@
+# medflow: data preparation -> pretraining -> Optuna sweeps -> refining -> evaluation -> report.
+# Thin on purpose: validation and path helpers live in workflow/rules/common.smk,
+# each stage in its own rule file, all logic in the medflow package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/prepare.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,3 @@
+"""medflow: a Snakemake + MLflow workflow for deep learning on biomedical data."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Command-line wrappers around the stages; Snakemake rules call these.
+
+Every command validates its configuration first, and every user-fixable problem
+(MedflowError) ends as one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from medflow.config import (
+    DatasetConfig,
+    MedflowConfig,
+    read_config_file,
+    validate_section,
+)
+from medflow.errors import MedflowError
+
+log = logging.getLogger("medflow")
+DEFAULT_CONFIG = "config/config.yaml"
+
+
+def _dataset_config(args: argparse.Namespace) -> DatasetConfig:
+    """The dataset section: from a JSON spec (Snakemake passes the validated section) or a file."""
+    if args.spec is not None:
+        try:
+            raw = json.loads(args.spec)
+        except json.JSONDecodeError as exc:
+            raise MedflowError(f"--spec is not valid JSON: {exc}") from None
+        section = validate_section(raw, "dataset", source=f"--spec for dataset '{args.dataset}'")
+        return DatasetConfig.from_validated(args.dataset, section)
+    return MedflowConfig.from_validated(read_config_file(args.config)).dataset(args.dataset)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    cfg = MedflowConfig.from_validated(read_config_file(args.config))
+    print(f"{args.config}: valid ({len(cfg.datasets)} datasets)")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from medflow.data.prepare import prepare_dataset  # heavy imports only when needed
+
+    cfg = _dataset_config(args)
+    out = Path(args.out) if args.out else Path("results/data") / cfg.name
+    prepare_dataset(cfg, out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medflow", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    validate = sub.add_parser("validate", help="check a config file against the schema")
+    validate.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
+    validate.set_defaults(func=cmd_validate)
+
+    prepare = sub.add_parser("prepare", help="prepare one dataset into results/data/<name>")
+    prepare.add_argument("--dataset", required=True, help="dataset name in the config")
+    prepare.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
+    prepare.add_argument("--spec", help="the dataset section as JSON (instead of --config)")
+    prepare.add_argument("--out", help="output folder (default results/data/<name>)")
+    prepare.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    try:
+        args.func(args)
+    except MedflowError as exc:
+        print(f"medflow: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

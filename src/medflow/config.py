@@ -1,0 +1,180 @@
+"""Load, validate and type the medflow configuration.
+
+The JSON schema (config/config.schema.yaml) is the single source of truth for keys,
+types and defaults; this module fills the defaults, turns schema violations into
+one-line messages naming the key and the file, and builds typed dataclasses.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from jsonschema import validators
+from jsonschema.exceptions import ValidationError, best_match
+
+from medflow.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    with SCHEMA_PATH.open() as fh:
+        return yaml.safe_load(fh)
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that also fills each missing property with its schema default."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def fill_then_check(validator, properties, instance, schema) -> Iterator[ValidationError]:
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": fill_then_check})
+
+
+_FillingValidator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _key_path(error: ValidationError) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else str(p) for p in error.absolute_path]
+    return ".".join(parts).replace(".[", "[") or "(top level)"
+
+
+def _describe(error: ValidationError) -> str:
+    """One human sentence for a schema violation."""
+    where = _key_path(error)
+    schema, instance = error.schema, error.instance
+    match error.validator:
+        case "additionalProperties":
+            allowed = sorted(schema.get("properties", {}))
+            unknown = sorted(set(instance) - set(allowed))
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            expected = f"expected one of: {', '.join(allowed)}" if allowed else "no keys allowed"
+            return f"{where}: unknown key {', '.join(hints)}; {expected}"
+        case "required":
+            missing = error.message.split("'")[1] if "'" in error.message else error.message
+            return f"{where}: missing required key '{missing}'"
+        case "type":
+            expected = error.validator_value
+            expected = " or ".join(expected) if isinstance(expected, list) else expected
+            return f"{where}: expected {expected}, got {type(instance).__name__} {instance!r}"
+        case "enum":
+            choices = ", ".join(map(str, error.validator_value))
+            return f"{where}: {instance!r} is not one of: {choices}"
+        case _:
+            return f"{where}: {error.message}"
+
+
+def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """Return a validated copy of ``raw`` with every default filled in.
+
+    Raises ConfigError naming the file, the key and what was expected.
+    """
+    instance = copy.deepcopy(dict(raw))
+    schema = load_schema()
+    errors = list(_FillingValidator(schema).iter_errors(instance))
+    if errors:
+        first = best_match(errors)
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {_describe(first)}{more}")
+    return instance
+
+
+def validate_section(raw: Mapping[str, Any], definition: str, source: str) -> dict[str, Any]:
+    """Validate one ``$defs`` entry of the schema (e.g. a dataset passed by Snakemake)."""
+    schema = load_schema()
+    wrapper = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    instance = copy.deepcopy(dict(raw))
+    errors = list(_FillingValidator(wrapper).iter_errors(instance))
+    if errors:
+        raise ConfigError(f"{source}: {_describe(best_match(errors))}")
+    return instance
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return validate_config(raw, source=str(path))
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val_fraction: float
+    test_fraction: float
+    stratify: bool
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    source: str
+    seed: int
+    split: SplitConfig
+    train_per_class: int | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_validated(cls, name: str, section: Mapping[str, Any]) -> DatasetConfig:
+        return cls(
+            name=name,
+            source=section["source"],
+            seed=section["seed"],
+            split=SplitConfig(**section["split"]),
+            train_per_class=section["train_per_class"],
+            options=dict(section["options"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "seed": self.seed,
+            "split": vars(self.split),
+            "train_per_class": self.train_per_class,
+            "options": self.options,
+        }
+
+
+@dataclass(frozen=True)
+class MedflowConfig:
+    datasets: dict[str, DatasetConfig]
+
+    @classmethod
+    def from_validated(cls, cfg: Mapping[str, Any]) -> MedflowConfig:
+        datasets = {
+            name: DatasetConfig.from_validated(name, section)
+            for name, section in cfg["datasets"].items()
+        }
+        return cls(datasets=datasets)
+
+    def dataset(self, name: str) -> DatasetConfig:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise ConfigError(f"no dataset named '{name}' in the config; known: {known}") from None

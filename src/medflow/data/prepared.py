@@ -1,0 +1,158 @@
+"""The prepared-data contract every later stage reads.
+
+A prepared dataset is a folder with one safetensors file per split (tensors ``x``,
+``y`` and ``index``) and ``meta.json``. Files are written under temporary names and
+renamed into place, meta.json last, so a failed run never leaves a half-written
+dataset and never damages one prepared earlier. safetensors is used because its
+bytes depend only on the arrays (no timestamps, unlike .npz), so the same config
+and seed give byte-identical files, and loading it cannot execute code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from medflow.data.base import SPLITS, SourceData, Split
+from medflow.errors import DataError
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+
+
+def split_file(split: str) -> str:
+    return f"{split}.safetensors"
+
+
+def normalisation_stats(train: Split, kind: str) -> dict[str, list[float]]:
+    """Mean and std per channel (images) or per feature (tables), from train only."""
+    x = train.x.astype(np.float64)
+    axes = (0, 2, 3) if kind == "image" else (0,)
+    mean = x.mean(axis=axes)
+    std = x.std(axis=axes)
+    std[std == 0] = 1.0  # a constant feature carries no signal; avoid dividing by zero
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def _class_counts(split: Split, task: str, n_classes: int) -> list[int] | None:
+    if task in ("binary", "multiclass"):
+        return np.bincount(split.y.astype(np.int64), minlength=n_classes).tolist()
+    if task == "multilabel":
+        return split.y.sum(axis=0).astype(np.int64).tolist()
+    return None
+
+
+def build_meta(name: str, data: SourceData, splits: dict[str, Split], config: dict) -> dict:
+    train = splits["train"]
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "source": config["source"],
+        "task": data.task,
+        "kind": data.kind,
+        "input_shape": list(train.x.shape[1:]),
+        "channels": int(train.x.shape[1]) if data.kind == "image" else None,
+        "x_dtype": str(train.x.dtype),
+        "y_dtype": str(train.y.dtype),
+        "class_names": data.class_names,
+        "n_classes": len(data.class_names),
+        "feature_names": data.feature_names,
+        "split_sizes": {s: len(splits[s]) for s in SPLITS},
+        "class_counts": {
+            s: _class_counts(splits[s], data.task, len(data.class_names)) for s in SPLITS
+        },
+        "normalisation": normalisation_stats(train, data.kind),
+        "splits_from_source": data.has_own_splits,
+        "notes": data.notes,
+        "config": config,
+    }
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+
+def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> dict:
+    """Write the split files and meta.json atomically; returns the final meta."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    digest = hashlib.sha256()
+    try:
+        for split in SPLITS:
+            final = out_dir / split_file(split)
+            tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+            part = splits[split]
+            save_file(
+                {
+                    "x": np.ascontiguousarray(part.x),
+                    "y": np.ascontiguousarray(part.y),
+                    "index": np.ascontiguousarray(part.index),
+                },
+                str(tmp),
+            )
+            digest.update(split.encode() + tmp.read_bytes())
+            staged.append((tmp, final))
+        meta = {**meta, "content_hash": digest.hexdigest()[:16]}
+        # meta.json marks a complete dataset: drop the old one before swapping files in.
+        (out_dir / META_FILE).unlink(missing_ok=True)
+        for tmp, final in staged:
+            os.replace(tmp, final)
+        _atomic_write_bytes(out_dir / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return meta
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """Read side of the contract: metadata plus lazy split loading."""
+
+    root: Path
+    meta: dict[str, Any]
+
+    @classmethod
+    def open(cls, root: str | Path) -> PreparedDataset:
+        root = Path(root)
+        meta_path = root / META_FILE
+        if not meta_path.exists():
+            raise DataError(f"no prepared dataset at {root} ({META_FILE} missing); run prepare")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(
+                f"{meta_path}: format_version {meta.get('format_version')} is not "
+                f"{FORMAT_VERSION}; prepare the dataset again"
+            )
+        return cls(root, meta)
+
+    @property
+    def content_hash(self) -> str:
+        return self.meta["content_hash"]
+
+    def load(self, split: str) -> Split:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        path = self.root / split_file(split)
+        try:
+            arrays = load_file(str(path))
+        except FileNotFoundError:
+            raise DataError(f"prepared split missing: {path}; run prepare again") from None
+        return Split(arrays["x"], arrays["y"], arrays["index"])
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        """Standardise with the train-split statistics recorded in meta.json."""
+        stats = self.meta["normalisation"]
+        mean = np.asarray(stats["mean"], dtype=np.float32)
+        std = np.asarray(stats["std"], dtype=np.float32)
+        if self.meta["kind"] == "image":
+            mean, std = mean[:, None, None], std[:, None, None]
+        return (x.astype(np.float32) - mean) / std

@@ -1,0 +1,113 @@
+"""A clinical table: one row per patient, numeric features and a named label column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medflow.data.base import SourceData, pool
+from medflow.errors import DataError
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    path: str
+    label: str
+    features: list[str] | None = None
+    task: str = "auto"
+    missing: str = "error"
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"csv: file not found: {path}")
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"csv: {path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"csv: {path} is not a readable CSV: {exc}".replace("\n", " ")) from None
+
+
+def _select_features(frame: pd.DataFrame, opts: CsvOptions, path: Path) -> list[str]:
+    if opts.label not in frame.columns:
+        raise DataError(
+            f"csv: label column '{opts.label}' not found in {path}; "
+            f"columns are: {', '.join(map(str, frame.columns))}"
+        )
+    features = opts.features or [c for c in frame.columns if c != opts.label]
+    absent = [c for c in features if c not in frame.columns]
+    if absent:
+        raise DataError(f"csv: feature column(s) {', '.join(absent)} not found in {path}")
+    if opts.label in features:
+        raise DataError(f"csv: the label column '{opts.label}' is also listed as a feature")
+    if not features:
+        raise DataError(f"csv: {path} has no feature columns besides '{opts.label}'")
+    non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        examples = ", ".join(
+            f"{c} (e.g. {frame[c].dropna().astype(str).iloc[0]!r})" for c in non_numeric
+        )
+        raise DataError(
+            f"csv: non-numeric feature column(s) in {path}: {examples}; encode them as "
+            "numbers or leave them out with options.features"
+        )
+    return features
+
+
+def _handle_missing(frame: pd.DataFrame, columns: list[str], opts: CsvOptions, path: Path):
+    counts = frame[columns].isna().sum()
+    counts = counts[counts > 0]
+    if counts.empty:
+        return frame, 0
+    if opts.missing == "error":
+        listing = ", ".join(f"{c} ({n} rows)" for c, n in counts.items())
+        raise DataError(
+            f"csv: missing values in {path}: {listing}; fill them or set options.missing: drop_rows"
+        )
+    kept = frame.dropna(subset=columns)
+    if kept.empty:
+        raise DataError(f"csv: every row of {path} has a missing value")
+    return kept, len(frame) - len(kept)
+
+
+def _labels(column: pd.Series, opts: CsvOptions, path: Path) -> tuple[np.ndarray, list[str], str]:
+    if opts.task == "regression":
+        if not pd.api.types.is_numeric_dtype(column):
+            raise DataError(f"csv: regression label '{opts.label}' in {path} is not numeric")
+        return column.to_numpy(np.float32), [opts.label], "regression"
+    classes = sorted(column.unique().tolist(), key=str)
+    if len(classes) < 2:
+        raise DataError(
+            f"csv: label column '{opts.label}' in {path} has a single class "
+            f"({classes[0]!r}); a classifier needs at least two"
+        )
+    task = opts.task if opts.task != "auto" else ("binary" if len(classes) == 2 else "multiclass")
+    if task == "binary" and len(classes) != 2:
+        raise DataError(
+            f"csv: options.task is binary but '{opts.label}' in {path} has {len(classes)} classes"
+        )
+    codes = column.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    return codes, [str(c) for c in classes], task
+
+
+def load(options: dict[str, Any], seed: int) -> SourceData:
+    opts = CsvOptions(**options)
+    path = Path(opts.path)
+    frame = _read(path)
+    features = _select_features(frame, opts, path)
+    frame, dropped = _handle_missing(frame, [*features, opts.label], opts, path)
+    y, class_names, task = _labels(frame[opts.label], opts, path)
+    x = frame[features].to_numpy(np.float32)
+    return SourceData(
+        task=task,
+        kind="tabular",
+        class_names=class_names,
+        splits=pool(x, y),
+        feature_names=[str(f) for f in features],
+        notes={"rows_dropped_for_missing_values": dropped, "file": str(path)},
+    )

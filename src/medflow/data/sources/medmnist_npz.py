@@ -1,0 +1,135 @@
+"""MedMNIST v2 / MedMNIST+ 2D datasets from local .npz files.
+
+File names and layout follow the official release: ``<flag>.npz`` for 28x28 and
+``<flag>_<size>.npz`` for the MedMNIST+ sizes, each with the keys below. The task,
+label names, channel count, URLs and MD5 sums come from the ``medmnist`` package's
+INFO table. Nothing is downloaded unless ``options.download`` is true.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from medmnist.info import INFO
+from torchvision.datasets.utils import check_integrity, download_url
+
+from medflow.data.base import SPLITS, SourceData, Split, Task
+from medflow.errors import DataError
+
+KEYS = tuple(f"{split}_{part}" for split in SPLITS for part in ("images", "labels"))
+# ordinal-regression (RetinaMNIST) is scored as multi-class in the MedMNIST benchmark.
+TASKS: dict[str, Task] = {
+    "binary-class": "binary",
+    "multi-class": "multiclass",
+    "ordinal-regression": "multiclass",
+    "multi-label, binary-class": "multilabel",
+}
+
+
+@dataclass(frozen=True)
+class MedmnistOptions:
+    flag: str
+    root: str = "data/medmnist"
+    size: int = 28
+    download: bool = False
+    url: str | None = None
+
+
+def file_name(flag: str, size: int) -> str:
+    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+
+
+def _url_and_md5(opts: MedmnistOptions) -> tuple[str, str]:
+    suffix = "" if opts.size == 28 else f"_{opts.size}"
+    info = INFO[opts.flag]
+    return opts.url or info[f"url{suffix}"], info[f"MD5{suffix}"]
+
+
+def _fetch(opts: MedmnistOptions, path: Path) -> None:
+    url, md5 = _url_and_md5(opts)
+    try:
+        download_url(url, str(path.parent), filename=path.name, md5=md5)
+    except Exception as exc:  # network, HTTP or checksum failures all end the same way
+        path.unlink(missing_ok=True)
+        raise DataError(f"medmnist: download of {url} to {path} failed: {exc}") from None
+    if not check_integrity(str(path), md5):
+        path.unlink(missing_ok=True)
+        raise DataError(f"medmnist: {path} downloaded but its MD5 is not {md5}")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in KEYS if k not in npz.files]
+            if missing:
+                raise DataError(
+                    f"medmnist: {path} lacks key(s) {', '.join(missing)}; "
+                    f"found: {', '.join(npz.files) or 'none'}"
+                )
+            return {k: npz[k] for k in KEYS}
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise DataError(f"medmnist: {path} is corrupt or truncated ({exc})") from None
+
+
+def _to_split(images: np.ndarray, labels: np.ndarray, task: Task, n_labels: int, where: str):
+    if len(images) != len(labels):
+        raise DataError(f"medmnist: {where}: {len(images)} images but {len(labels)} labels")
+    if images.ndim == 3:
+        images = images[:, None]  # grayscale (N, H, W)
+    elif images.ndim == 4:
+        images = images.transpose(0, 3, 1, 2)  # RGB (N, H, W, 3)
+    else:
+        raise DataError(
+            f"medmnist: {where}: images have shape {images.shape}, expected 3 or 4 dims"
+        )
+    labels = labels.reshape(len(labels), -1)
+    if task == "multilabel":
+        if labels.shape[1] != n_labels:
+            raise DataError(
+                f"medmnist: {where}: {labels.shape[1]} label columns, expected {n_labels}"
+            )
+        y = labels.astype(np.float32)
+    else:
+        y = labels[:, 0].astype(np.int64)
+        if y.size and (y.min() < 0 or y.max() >= n_labels):
+            raise DataError(f"medmnist: {where}: labels outside 0..{n_labels - 1}")
+    return Split(images.astype(np.uint8), y, np.arange(len(y), dtype=np.int64))
+
+
+def load(options: dict[str, Any], seed: int) -> SourceData:
+    opts = MedmnistOptions(**options)
+    path = Path(opts.root) / file_name(opts.flag, opts.size)
+    if not path.is_file():
+        if not opts.download:
+            raise DataError(
+                f"medmnist: {path} not found; put the file there or set options.download: true"
+            )
+        _fetch(opts, path)
+    arrays = _read_npz(path)
+    info = INFO[opts.flag]
+    task = TASKS[info["task"]]
+    names = [info["label"][str(i)] for i in range(len(info["label"]))]
+    splits = {
+        s: _to_split(
+            arrays[f"{s}_images"], arrays[f"{s}_labels"], task, len(names), f"{path} [{s}]"
+        )
+        for s in SPLITS
+    }
+    channels = splits["train"].x.shape[1]
+    if channels != info["n_channels"]:
+        raise DataError(
+            f"medmnist: {path} has {channels}-channel images; {opts.flag} has {info['n_channels']}"
+        )
+    return SourceData(
+        task=task,
+        kind="image",
+        class_names=names,
+        splits=splits,
+        notes={"flag": opts.flag, "size": opts.size, "file": str(path)},
+    )

@@ -1,0 +1,91 @@
+"""Shared fixtures: small generated inputs in the real file layouts, and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def write_medmnist_npz(
+    path: Path,
+    n_classes: int = 2,
+    channels: int = 1,
+    size: int = 28,
+    counts: tuple[int, int, int] = (40, 12, 16),
+    multilabel: bool = False,
+    seed: int = 0,
+) -> Path:
+    """A small .npz in exactly the MedMNIST layout (uint8 images, (N, 1) or (N, L) labels)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in zip(("train", "val", "test"), counts, strict=True):
+        shape = (n, size, size) if channels == 1 else (n, size, size, channels)
+        arrays[f"{split}_images"] = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        if multilabel:
+            arrays[f"{split}_labels"] = rng.integers(0, 2, size=(n, n_classes), dtype=np.uint8)
+        else:
+            arrays[f"{split}_labels"] = (np.arange(n) % n_classes).astype(np.uint8)[:, None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+def write_imagefolder(root: Path, classes=("benign", "malignant"), per_class=12, size=20) -> Path:
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+            pixels[..., 0] = 40 * c  # class-dependent red channel
+            Image.fromarray(pixels).save(root / name / f"img_{i:03d}.png")
+    return root
+
+
+def write_clinical_csv(path: Path, n: int = 120, seed: int = 0) -> Path:
+    """The lecture's example: blood pressure and BMI -> heart attack (MI)."""
+    rng = np.random.default_rng(seed)
+    bp = rng.normal(130, 20, n).round(1)
+    bmi = rng.normal(27, 5, n).round(1)
+    risk = 0.05 * (bp - 130) + 0.2 * (bmi - 27)
+    mi = (risk + rng.normal(0, 1, n) > 0).astype(int)
+    lines = ["blood_pressure,bmi,heart_attack"] + [
+        f"{a},{b},{c}" for a, b, c in zip(bp, bmi, mi, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``medflow`` console script as a user would."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(
+        [str(BIN / "medflow"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def run_snakemake(*args: str, workdir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real workflow with the repo's Snakefile in a scratch working directory."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO

@@ -1,0 +1,13 @@
+rule prepare:
+    output:
+        **prepared_files("{dataset}"),
+    log:
+        "results/logs/prepare/{dataset}.log",
+    resources:
+        mem_mb=4000,
+    params:
+        spec=dataset_spec,
+        out=prepared_folder,
+    shell:
+        "medflow prepare --dataset {wildcards.dataset} --spec {params.spec:q}"
+        " --out {params.out} > {log} 2>&1"
