@@ -85,7 +85,10 @@ def test_every_object_rejects_unknown_keys():
             "datasets:\n  d:\n    source: synthetic\n    options: {n_image: 5}\n",
             "datasets.d.options: unknown key 'n_image' (did you mean 'n_images'?)",
         ),
-        ("datasets:\n  d:\n    source: synthetic\n    seed: one\n", "datasets.d.seed: expected integer"),
+        (
+            "datasets:\n  d:\n    source: synthetic\n    seed: one\n",
+            "datasets.d.seed: expected integer",
+        ),
         ("datasets:\n  d:\n    seed: 1\n", "datasets.d: missing required key 'source'"),
         ("datasets:\n  d:\n    source: excel\n", "datasets.d.source: 'excel' is not one of"),
         (
@@ -121,13 +124,13 @@ def test_unreadable_config_files(tmp_path):
 def test_section_validation_for_specs_passed_by_snakemake():
     section = validate_section({"source": "gates"}, "dataset", source="--spec")
     assert section["options"] == {"gate": "OR"}
-    with pytest.raises(ConfigError, match="--spec: seed: expected integer"):
+    with pytest.raises(ConfigError, match=r"--spec: seed: expected integer"):
         validate_section({"source": "gates", "seed": "x"}, "dataset", source="--spec")
 
 
 def test_unknown_dataset_name_lists_known_ones():
     cfg = MedflowConfig.from_validated(validate_config({"datasets": {"a": {"source": "gates"}}}))
-    with pytest.raises(ConfigError, match="no dataset named 'b'.*known: a"):
+    with pytest.raises(ConfigError, match=r"no dataset named .b.*known: a"):
         cfg.dataset("b")
 
 

@@ -53,6 +53,9 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medflow", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log", metavar="FILE", help="write the full log here; only warnings and errors to stderr"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     validate = sub.add_parser("validate", help="check a config file against the schema")
@@ -68,17 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def configure_logging(verbose: bool, log_file: str | None) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    terminal = logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [terminal]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+        terminal.setLevel(logging.WARNING)  # the file has everything; keep terminals quiet
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
-        stream=sys.stderr,
+        handlers=handlers,
+        force=True,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.log)
     try:
         args.func(args)
     except MedflowError as exc:
+        if args.log:
+            log.debug("failed: %s", exc)  # keep the reason in the job's log file too
+            with open(args.log, "a") as fh:
+                fh.write(f"medflow: error: {exc}\n")
         print(f"medflow: error: {exc}", file=sys.stderr)
         return 2
     return 0

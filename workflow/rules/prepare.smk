@@ -9,5 +9,5 @@ rule prepare:
         spec=dataset_spec,
         out=prepared_folder,
     shell:
-        "medflow prepare --dataset {wildcards.dataset} --spec {params.spec:q}"
-        " --out {params.out} > {log} 2>&1"
+        "medflow --log {log} prepare --dataset {wildcards.dataset}"
+        " --spec {params.spec:q} --out {params.out}"

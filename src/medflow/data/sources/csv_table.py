@@ -49,14 +49,19 @@ def _select_features(frame: pd.DataFrame, opts: CsvOptions, path: Path) -> list[
         raise DataError(f"csv: {path} has no feature columns besides '{opts.label}'")
     non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
-        examples = ", ".join(
-            f"{c} (e.g. {frame[c].dropna().astype(str).iloc[0]!r})" for c in non_numeric
-        )
+        examples = ", ".join(_first_non_number(frame[c]) for c in non_numeric)
         raise DataError(
             f"csv: non-numeric feature column(s) in {path}: {examples}; encode them as "
             "numbers or leave them out with options.features"
         )
     return features
+
+
+def _first_non_number(column: pd.Series) -> str:
+    """'name (row R: 'value')' for the first non-number cell; R counts data rows from 1."""
+    bad = column.notna() & pd.to_numeric(column, errors="coerce").isna()
+    row = int(np.flatnonzero(bad.to_numpy())[0])
+    return f"{column.name} (row {row + 1}: {column.iloc[row]!r})"
 
 
 def _handle_missing(frame: pd.DataFrame, columns: list[str], opts: CsvOptions, path: Path):

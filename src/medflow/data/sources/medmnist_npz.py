@@ -8,6 +8,9 @@ INFO table. Nothing is downloaded unless ``options.download`` is true.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from medmnist.info import INFO
-from torchvision.datasets.utils import check_integrity, download_url
+from tqdm import tqdm
 
 from medflow.data.base import SPLITS, SourceData, Split, Task
 from medflow.errors import DataError
@@ -49,16 +52,34 @@ def _url_and_md5(opts: MedmnistOptions) -> tuple[str, str]:
     return opts.url or info[f"url{suffix}"], info[f"MD5{suffix}"]
 
 
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _fetch(opts: MedmnistOptions, path: Path) -> None:
+    """Download to a temporary name, check the MD5, then rename: never a partial file."""
     url, md5 = _url_and_md5(opts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.download-{os.getpid()}")
     try:
-        download_url(url, str(path.parent), filename=path.name, md5=md5)
-    except Exception as exc:  # network, HTTP or checksum failures all end the same way
-        path.unlink(missing_ok=True)
+        with urllib.request.urlopen(url, timeout=60) as response, tmp.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=path.name) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        got = _md5(tmp)
+        if got != md5:
+            raise DataError(f"medmnist: download of {url} failed: MD5 {got} is not {md5}")
+        os.replace(tmp, path)
+    except OSError as exc:  # network and file errors alike
         raise DataError(f"medmnist: download of {url} to {path} failed: {exc}") from None
-    if not check_integrity(str(path), md5):
-        path.unlink(missing_ok=True)
-        raise DataError(f"medmnist: {path} downloaded but its MD5 is not {md5}")
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
