@@ -31,6 +31,12 @@ def test_default_config_is_valid_and_typed():
     assert cfg.dataset("synthetic").options["n_images"] >= 20000
 
 
+def test_real_data_config_is_valid():
+    cfg = MedflowConfig.from_validated(read_config_file(REPO / "config/medmnist.yaml"))
+    assert cfg.dataset("breastmnist").options["flag"] == "breastmnist"
+    assert cfg.dataset("breastmnist").options["download"] is False
+
+
 def test_defaults_are_filled_including_source_options():
     cfg = validate_config({"datasets": {"s": {"source": "synthetic"}}})
     section = cfg["datasets"]["s"]
