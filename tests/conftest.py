@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from medflow.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -89,3 +93,24 @@ def run_snakemake(*args: str, workdir: Path, timeout: int = 600) -> subprocess.C
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def sqlite_uri(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated store per session; MLflow's schema migration alone takes ~10 s."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    started = time.perf_counter()
+    Tracker(sqlite_uri(path))
+    print(f"\nfirst-run SQLite migration: {time.perf_counter() - started:.1f}s")
+    return path
+
+
+@pytest.fixture
+def tracker(migrated_db: Path, tmp_path: Path) -> Tracker:
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(migrated_db, db)
+    return Tracker(sqlite_uri(db), tmp_path / "mlartifacts")

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,27 +38,6 @@ from medflow.tracking import (
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 WAIT_S = 60  # upper bound for any wait on a child process
-
-
-def sqlite_uri(path: Path) -> str:
-    return f"sqlite:///{path.resolve()}"
-
-
-@pytest.fixture(scope="session")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated store per session; MLflow's schema migration alone takes ~10 s."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    started = time.perf_counter()
-    Tracker(sqlite_uri(path))
-    print(f"\nfirst-run SQLite migration: {time.perf_counter() - started:.1f}s")
-    return path
-
-
-@pytest.fixture
-def tracker(migrated_db: Path, tmp_path: Path) -> Tracker:
-    db = tmp_path / "mlflow.db"
-    shutil.copyfile(migrated_db, db)
-    return Tracker(sqlite_uri(db), tmp_path / "mlartifacts")
 
 
 def count_calls(tracker: Tracker, monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
