@@ -9,6 +9,7 @@ import yaml
 
 from medflow.config import (
     MedflowConfig,
+    load_config,
     load_schema,
     read_config_file,
     validate_config,
@@ -135,9 +136,20 @@ def test_section_validation_for_specs_passed_by_snakemake():
 
 
 def test_unknown_dataset_name_lists_known_ones():
-    cfg = MedflowConfig.from_validated(validate_config({"datasets": {"a": {"source": "gates"}}}))
+    raw = {"datasets": {"a": {"source": "gates"}}, "classics": {"enabled": False}}
+    cfg = MedflowConfig.from_validated(validate_config(raw))
     with pytest.raises(ConfigError, match=r"no dataset named .b.*known: a"):
         cfg.dataset("b")
+
+
+def test_classics_must_point_at_matching_gate_datasets(tmp_path):
+    text = "datasets:\n  gate_or: {source: gates}\n  gate_and: {source: gates}\n"
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: classics.datasets.AND: 'gate_and' must name")
+    path.write_text(text + "classics: {enabled: false}\n")
+    assert load_config(path).classics.enabled is False
 
 
 def test_cli_rejects_bad_config_with_one_line_and_nonzero_exit(tmp_path):

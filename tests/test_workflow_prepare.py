@@ -30,7 +30,8 @@ def tiny_config(tmp_path: Path) -> Path:
                 "source": "medmnist",
                 "options": {"root": str(tmp_path / "inputs"), "flag": "breastmnist"},
             },
-        }
+        },
+        "classics": {"enabled": False},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -74,7 +75,9 @@ def test_prepare_all_sources_then_nothing_to_do_then_targeted_rerun(tmp_path):
 
 def test_invalid_config_stops_snakemake_naming_key_and_file(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("datasets:\n  d:\n    source: gates\n    train_per_clas: 3\n")
+    bad.write_text(
+        "datasets:\n  d:\n    source: gates\n    train_per_clas: 3\nclassics: {enabled: false}\n"
+    )
     result = run_snakemake("-n", "--configfile", str(bad), workdir=tmp_path, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -88,7 +91,12 @@ def test_failing_prepare_job_fails_the_run_and_shows_the_reason(tmp_path):
     missing = tmp_path / "nowhere.csv"
     config.write_text(
         yaml.safe_dump(
-            {"datasets": {"t": {"source": "csv", "options": {"path": str(missing), "label": "y"}}}}
+            {
+                "datasets": {
+                    "t": {"source": "csv", "options": {"path": str(missing), "label": "y"}}
+                },
+                "classics": {"enabled": False},
+            }
         )
     )
     result = run_snakemake("--cores", "1", "--configfile", str(config), workdir=tmp_path)

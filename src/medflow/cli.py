@@ -15,8 +15,7 @@ from pathlib import Path
 
 from medflow.config import (
     DatasetConfig,
-    MedflowConfig,
-    read_config_file,
+    load_config,
     validate_section,
 )
 from medflow.errors import MedflowError
@@ -34,11 +33,11 @@ def _dataset_config(args: argparse.Namespace) -> DatasetConfig:
             raise MedflowError(f"--spec is not valid JSON: {exc}") from None
         section = validate_section(raw, "dataset", source=f"--spec for dataset '{args.dataset}'")
         return DatasetConfig.from_validated(args.dataset, section)
-    return MedflowConfig.from_validated(read_config_file(args.config)).dataset(args.dataset)
+    return load_config(args.config).dataset(args.dataset)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    cfg = MedflowConfig.from_validated(read_config_file(args.config))
+    cfg = load_config(args.config)
     print(f"{args.config}: valid ({len(cfg.datasets)} datasets)")
 
 

@@ -107,6 +107,11 @@ def validate_section(raw: Mapping[str, Any], definition: str, source: str) -> di
     return instance
 
 
+def load_config(path: str | Path) -> MedflowConfig:
+    """Read, validate and type a config file."""
+    return MedflowConfig.from_validated(read_config_file(path), source=str(path))
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read and validate a YAML config file."""
     path = Path(path)
@@ -161,16 +166,55 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    uri: str | None
+    experiment_prefix: str
+
+    def experiment(self, study: str) -> str:
+        return f"{self.experiment_prefix}/{study}"
+
+
+@dataclass(frozen=True)
+class ClassicsSettings:
+    enabled: bool
+    datasets: dict[str, str]  # gate name -> prepared dataset name
+    params: dict[str, Any]  # medflow.classics.ClassicsConfig fields
+
+
+@dataclass(frozen=True)
 class MedflowConfig:
     datasets: dict[str, DatasetConfig]
+    tracking: TrackingConfig
+    classics: ClassicsSettings
 
     @classmethod
-    def from_validated(cls, cfg: Mapping[str, Any]) -> MedflowConfig:
+    def from_validated(cls, cfg: Mapping[str, Any], source: str = "config") -> MedflowConfig:
         datasets = {
             name: DatasetConfig.from_validated(name, section)
             for name, section in cfg["datasets"].items()
         }
-        return cls(datasets=datasets)
+        classics = dict(cfg["classics"])
+        settings = ClassicsSettings(
+            enabled=classics.pop("enabled"), datasets=classics.pop("datasets"), params=classics
+        )
+        config = cls(
+            datasets=datasets,
+            tracking=TrackingConfig(**cfg["tracking"]),
+            classics=settings,
+        )
+        config._check_references(source)
+        return config
+
+    def _check_references(self, source: str) -> None:
+        """Cross-key checks a JSON schema cannot express."""
+        if self.classics.enabled:
+            for gate, name in self.classics.datasets.items():
+                ds = self.datasets.get(name)
+                if ds is None or ds.source != "gates" or ds.options.get("gate") != gate:
+                    raise ConfigError(
+                        f"{source}: classics.datasets.{gate}: '{name}' must name a dataset with "
+                        f"source: gates and options.gate: {gate} (or set classics.enabled: false)"
+                    )
 
     def dataset(self, name: str) -> DatasetConfig:
         try:

@@ -4,12 +4,9 @@ import json
 from medflow.config import MedflowConfig, validate_config
 
 # Fail before any job runs, naming the file and the key; defaults are filled in.
-config.update(
-    validate_config(
-        config, source=", ".join(map(str, workflow.configfiles)) or "config"
-    )
-)
-MEDFLOW = MedflowConfig.from_validated(config)
+CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
+config.update(validate_config(config, source=CONFIG_SOURCE))
+MEDFLOW = MedflowConfig.from_validated(config, source=CONFIG_SOURCE)
 RESULTS = "results"
 
 

@@ -22,6 +22,7 @@ from safetensors.numpy import load_file, save_file
 
 from medflow.data.base import SPLITS, SourceData, Split
 from medflow.errors import DataError
+from medflow.io import atomic_write_bytes
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -75,12 +76,6 @@ def build_meta(name: str, data: SourceData, splits: dict[str, Split], config: di
     }
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
-
-
 def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> dict:
     """Write the split files and meta.json atomically; returns the final meta."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +101,7 @@ def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> dict:
         (out_dir / META_FILE).unlink(missing_ok=True)
         for tmp, final in staged:
             os.replace(tmp, final)
-        _atomic_write_bytes(out_dir / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+        atomic_write_bytes(out_dir / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
