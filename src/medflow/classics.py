@@ -232,8 +232,11 @@ def xor_experiment(cfg: ClassicsConfig) -> XorResult:
     )
 
 
-def run_classics(cfg: ClassicsConfig) -> dict[str, Any]:
-    """Assemble the JSON-ready classics document (the trained MLP is not included)."""
+def run_classics(cfg: ClassicsConfig, xor: XorResult | None = None) -> dict[str, Any]:
+    """Assemble the JSON-ready classics document (the trained MLP is not included).
+
+    Pass ``xor`` when the caller already ran :func:`xor_experiment` (to log its model).
+    """
     X = gate_table()
     training: dict[str, dict[str, Any]] = {}
     for gate in GATES:
@@ -242,7 +245,7 @@ def run_classics(cfg: ClassicsConfig) -> dict[str, Any]:
     return {
         "or_by_hand": {"w": list(cfg.w0), "b": cfg.b0, "rows": or_by_hand(cfg)},
         "training": training,
-        "xor": xor_experiment(cfg).to_dict(),
+        "xor": (xor or xor_experiment(cfg)).to_dict(),
     }
 
 

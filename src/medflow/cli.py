@@ -12,9 +12,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from medflow.config import (
+    ClassicsSettings,
     DatasetConfig,
+    MedflowConfig,
+    TrackingConfig,
     load_config,
     validate_section,
 )
@@ -36,6 +40,20 @@ def _dataset_config(args: argparse.Namespace) -> DatasetConfig:
     return load_config(args.config).dataset(args.dataset)
 
 
+def _sections(args: argparse.Namespace, *names: str) -> MedflowConfig | dict[str, Any]:
+    """Config sections for a stage: from --spec JSON ({section: {...}}) or the --config file."""
+    if args.spec is None:
+        return load_config(args.config)
+    try:
+        raw = json.loads(args.spec)
+    except json.JSONDecodeError as exc:
+        raise MedflowError(f"--spec is not valid JSON: {exc}") from None
+    missing = [n for n in names if n not in raw]
+    if missing or set(raw) - set(names):
+        raise MedflowError(f"--spec must have exactly the sections {', '.join(names)}")
+    return {n: validate_section(raw[n], n, source=f"--spec {n}") for n in names}
+
+
 def cmd_validate(args: argparse.Namespace) -> None:
     cfg = load_config(args.config)
     print(f"{args.config}: valid ({len(cfg.datasets)} datasets)")
@@ -47,6 +65,20 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     cfg = _dataset_config(args)
     out = Path(args.out) if args.out else Path("results/data") / cfg.name
     prepare_dataset(cfg, out)
+
+
+def cmd_classics(args: argparse.Namespace) -> None:
+    from medflow.stages.classics import run_classics_stage
+
+    sections = _sections(args, "classics", "tracking")
+    if isinstance(sections, MedflowConfig):
+        classics, tracking = sections.classics, sections.tracking
+    else:
+        classics = ClassicsSettings.from_section(sections["classics"])
+        tracking = TrackingConfig(**sections["tracking"])
+    results = Path(args.results)
+    out = Path(args.out) if args.out else results / "classics" / "perceptron.json"
+    run_classics_stage(classics, tracking, results / "data", results, out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--spec", help="the dataset section as JSON (instead of --config)")
     prepare.add_argument("--out", help="output folder (default results/data/<name>)")
     prepare.set_defaults(func=cmd_prepare)
+
+    classics = sub.add_parser("classics", help="the lecture's perceptron experiments")
+    classics.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
+    classics.add_argument("--spec", help='{"classics": ..., "tracking": ...} as JSON')
+    classics.add_argument("--results", default="results", help="results folder")
+    classics.add_argument("--out", help="JSON output (default <results>/classics/perceptron.json)")
+    classics.set_defaults(func=cmd_classics)
     return parser
 
 

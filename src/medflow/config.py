@@ -180,6 +180,11 @@ class ClassicsSettings:
     datasets: dict[str, str]  # gate name -> prepared dataset name
     params: dict[str, Any]  # medflow.classics.ClassicsConfig fields
 
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> ClassicsSettings:
+        params = dict(section)
+        return cls(enabled=params.pop("enabled"), datasets=params.pop("datasets"), params=params)
+
 
 @dataclass(frozen=True)
 class MedflowConfig:
@@ -193,14 +198,10 @@ class MedflowConfig:
             name: DatasetConfig.from_validated(name, section)
             for name, section in cfg["datasets"].items()
         }
-        classics = dict(cfg["classics"])
-        settings = ClassicsSettings(
-            enabled=classics.pop("enabled"), datasets=classics.pop("datasets"), params=classics
-        )
         config = cls(
             datasets=datasets,
             tracking=TrackingConfig(**cfg["tracking"]),
-            classics=settings,
+            classics=ClassicsSettings.from_section(cfg["classics"]),
         )
         config._check_references(source)
         return config

@@ -14,6 +14,11 @@ wildcard_constraints:
     dataset="|".join(sorted(MEDFLOW.datasets)) or "^$",
 
 
+def results_root(wildcards):
+    """The results folder, for commands that derive their paths (and MLflow store) from it."""
+    return RESULTS
+
+
 def prepared_folder(wildcards):
     return f"{RESULTS}/data/{wildcards.dataset}"
 
@@ -34,5 +39,22 @@ def dataset_spec(wildcards):
     return json.dumps(MEDFLOW.datasets[wildcards.dataset].to_dict(), sort_keys=True)
 
 
+def classics_inputs(wildcards):
+    """The prepared gate datasets the classics stage reads."""
+    return {
+        gate: prepared_files(name)["meta"]
+        for gate, name in MEDFLOW.classics.datasets.items()
+    }
+
+
+def classics_spec(wildcards):
+    return json.dumps(
+        {"classics": config["classics"], "tracking": config["tracking"]}, sort_keys=True
+    )
+
+
 def all_targets():
-    return [prepared_files(name)["meta"] for name in sorted(MEDFLOW.datasets)]
+    targets = [prepared_files(name)["meta"] for name in sorted(MEDFLOW.datasets)]
+    if MEDFLOW.classics.enabled:
+        targets.append(f"{RESULTS}/classics/perceptron.json")
+    return targets

@@ -1,0 +1,104 @@
+"""The classics stage: the lecture's perceptron experiments, logged to MLflow.
+
+Reads the prepared OR/AND/XOR datasets (so the truth tables flow through prepare
+like any data, with their content hashes), logs one parent run with a child run
+per experiment, and writes results/classics/perceptron.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medflow.classics import (
+    GATES,
+    ClassicsConfig,
+    gate_table,
+    gate_targets,
+    run_classics,
+    xor_experiment,
+)
+from medflow.config import ClassicsSettings, TrackingConfig
+from medflow.data.prepared import PreparedDataset
+from medflow.errors import DataError
+from medflow.io import write_json_atomic
+from medflow.tracking import Tracker, config_hash, standard_tags, tracked_run
+
+log = logging.getLogger(__name__)
+STUDY = "classics"
+
+
+def gate_hashes(settings: ClassicsSettings, data_root: Path) -> dict[str, str]:
+    """Content hash of each prepared gate dataset, after checking it holds that gate's table."""
+    hashes = {}
+    for gate, name in settings.datasets.items():
+        ds = PreparedDataset.open(data_root / name)
+        train = ds.load("train")
+        if not (
+            np.array_equal(train.x, gate_table()) and np.array_equal(train.y, gate_targets(gate))
+        ):
+            raise DataError(f"{ds.root}: does not hold the {gate} truth table")
+        hashes[gate] = ds.content_hash
+    return hashes
+
+
+def _log_series(tracker: Tracker, run_id: str, name: str, values: list[float]) -> None:
+    for step, value in enumerate(values, start=1):
+        tracker.log_metrics(run_id, {name: value}, step=step)
+
+
+def run_classics_stage(
+    settings: ClassicsSettings,
+    tracking: TrackingConfig,
+    data_root: Path,
+    results: Path,
+    out: Path,
+) -> dict[str, Any]:
+    cfg = ClassicsConfig.from_dict(settings.params)
+    hashes = gate_hashes(settings, data_root)
+    xor = xor_experiment(cfg)
+    doc = run_classics(cfg, xor)
+    tracker = Tracker.for_results(results, tracking.uri)
+    experiment = tracking.experiment(STUDY)
+    cfg_hash = config_hash(settings.params)
+    all_hashes = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()[:16]
+    params = dict(settings.params)
+
+    def tags(gate: str, **extra: Any) -> dict[str, str]:
+        return standard_tags("classics", STUDY, hashes[gate], cfg_hash, gate=gate, **extra)
+
+    parent_tags = standard_tags("classics", STUDY, all_hashes, cfg_hash)
+    with tracked_run(tracker, experiment, "classics", parent_tags) as parent:
+        tracker.log_params(parent, params)
+        for gate in GATES:
+            result = doc["training"][gate]
+            with tracked_run(tracker, experiment, f"perceptron {gate}", tags(gate), parent) as rid:
+                tracker.log_params(rid, params)
+                _log_series(tracker, rid, "mse", result["mse"])
+                w1, w2 = result["w"]
+                final = {"w1": w1, "w2": w2, "b": result["b"]}
+                tracker.log_metrics(rid, final, step=cfg.iterations)
+        with tracked_run(tracker, experiment, "xor single neuron", tags("XOR"), parent) as neuron:
+            tracker.log_params(neuron, params)
+            _log_series(tracker, neuron, "mse", xor.single_neuron_loss)
+            tracker.log_metrics(neuron, {"accuracy": xor.single_neuron_accuracy}, step=0)
+        with tracked_run(tracker, experiment, "xor mlp", tags("XOR"), parent) as mlp:
+            tracker.log_params(mlp, params)
+            _log_series(tracker, mlp, "bce", xor.mlp_loss)
+            tracker.log_metrics(mlp, {"accuracy": xor.mlp_accuracy}, step=0)
+            tracker.log_torch_model(mlp, xor.mlp, gate_table().astype(np.float32))
+        doc["xor"].update(single_neuron_run_id=neuron, mlp_run_id=mlp, parent_run_id=parent)
+        tracker.log_dict(parent, doc, "perceptron.json")
+    write_json_atomic(doc, out)
+    log.info(
+        "classics: OR mse %.4f -> %.4f; XOR single neuron %.2f, MLP %.2f",
+        doc["training"]["OR"]["mse"][0],
+        doc["training"]["OR"]["mse"][-1],
+        xor.single_neuron_accuracy,
+        xor.mlp_accuracy,
+    )
+    return doc
