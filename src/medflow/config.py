@@ -53,9 +53,26 @@ def _key_path(error: ValidationError) -> str:
     return ".".join(parts).replace(".[", "[") or "(top level)"
 
 
+def _innermost(error: ValidationError) -> ValidationError:
+    """For "one of" schemas (e.g. null or an object), the branch the user was aiming at."""
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        aimed = [e for e in error.context if e.validator != "type"]
+        if not aimed:  # wrong type for every branch: report the union of types
+            return error
+        error = best_match(aimed)
+    return error
+
+
 def _describe(error: ValidationError) -> str:
     """One human sentence for a schema violation."""
+    error = _innermost(error)
     where = _key_path(error)
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        kinds = [str(e.validator_value) for e in error.context if e.validator == "type"]
+        got = f"{type(error.instance).__name__} {error.instance!r}"
+        return (
+            f"{where}: expected {' or '.join(dict.fromkeys(kinds)) or 'another value'}, got {got}"
+        )
     schema, instance = error.schema, error.instance
     match error.validator:
         case "additionalProperties":
@@ -187,10 +204,83 @@ class ClassicsSettings:
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    dataset: str
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    patience: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """One study. Component sections stay plain dicts here (validated by the schema) and
+    become typed model/optim/train/sweep configs in the stages, so that reading the config
+    (every Snakemake start) never imports torch."""
+
+    name: str
+    target: str
+    pretrain: PretrainConfig | None
+    model: dict[str, Any]
+    optim: dict[str, Any]
+    train: dict[str, Any]
+    sweep: dict[str, Any]
+    modes: tuple[str, ...]
+    seeds: tuple[int, ...]
+    bootstrap: int
+
+    @classmethod
+    def from_validated(cls, name: str, section: Mapping[str, Any]) -> StudyConfig:
+        pretrain = section["pretrain"]
+        return cls(
+            name=name,
+            target=section["target"],
+            pretrain=PretrainConfig(**pretrain) if pretrain else None,
+            model=dict(section["model"]),
+            optim=dict(section["optim"]),
+            train=dict(section["train"]),
+            sweep=dict(section["sweep"]),
+            modes=tuple(section["refine"]["modes"]),
+            seeds=tuple(section["refine"]["seeds"]),
+            bootstrap=section["evaluate"]["bootstrap"],
+        )
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        return tuple(self.sweep["space"]["activations"])
+
+    @property
+    def workers(self) -> int:
+        return int(self.sweep["workers"])
+
+    def check(self, datasets: Mapping[str, DatasetConfig], source: str) -> None:
+        where = f"{source}: studies.{self.name}"
+        if self.target not in datasets:
+            raise ConfigError(f"{where}.target: no dataset named '{self.target}'")
+        if self.pretrain is not None and self.pretrain.dataset not in datasets:
+            raise ConfigError(
+                f"{where}.pretrain.dataset: no dataset named '{self.pretrain.dataset}'"
+            )
+        if self.pretrain is None:
+            needs_backbone = [m for m in self.modes if m != "scratch"]
+            if needs_backbone:
+                raise ConfigError(
+                    f"{where}.refine.modes: {', '.join(needs_backbone)} need a pretrained "
+                    "backbone; set studies.<name>.pretrain or use modes: [scratch]"
+                )
+            if self.sweep["space"]["freeze"]:
+                raise ConfigError(f"{where}.sweep.space.freeze: needs pretrain")
+
+
+@dataclass(frozen=True)
 class MedflowConfig:
     datasets: dict[str, DatasetConfig]
     tracking: TrackingConfig
     classics: ClassicsSettings
+    studies: dict[str, StudyConfig]
 
     @classmethod
     def from_validated(cls, cfg: Mapping[str, Any], source: str = "config") -> MedflowConfig:
@@ -202,12 +292,18 @@ class MedflowConfig:
             datasets=datasets,
             tracking=TrackingConfig(**cfg["tracking"]),
             classics=ClassicsSettings.from_section(cfg["classics"]),
+            studies={
+                name: StudyConfig.from_validated(name, section)
+                for name, section in cfg["studies"].items()
+            },
         )
         config._check_references(source)
         return config
 
     def _check_references(self, source: str) -> None:
         """Cross-key checks a JSON schema cannot express."""
+        for study in self.studies.values():
+            study.check(self.datasets, source)
         if self.classics.enabled:
             for gate, name in self.classics.datasets.items():
                 ds = self.datasets.get(name)
@@ -216,6 +312,13 @@ class MedflowConfig:
                         f"{source}: classics.datasets.{gate}: '{name}' must name a dataset with "
                         f"source: gates and options.gate: {gate} (or set classics.enabled: false)"
                     )
+
+    def study(self, name: str) -> StudyConfig:
+        try:
+            return self.studies[name]
+        except KeyError:
+            known = ", ".join(sorted(self.studies)) or "none"
+            raise ConfigError(f"no study named '{name}' in the config; known: {known}") from None
 
     def dataset(self, name: str) -> DatasetConfig:
         try:

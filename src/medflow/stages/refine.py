@@ -1,0 +1,115 @@
+"""Refine the sweep's best configuration on the target: one run per mode and seed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from medflow.config import StudyConfig, TrackingConfig
+from medflow.data.prepared import PreparedDataset
+from medflow.experiment import tracked_training
+from medflow.io import atomic_write_bytes, write_json_atomic
+from medflow.optim import n_outputs_for
+from medflow.stages.common import (
+    MODEL_FILE,
+    RESULT_FILE,
+    RUN_ID_FILE,
+    read_json,
+    read_run_id,
+    run_config,
+)
+from medflow.tracking import Tracker, config_hash, standard_tags
+from medflow.train import TrainData
+from medflow.transfer import Mode, initial_model, save_model_file
+
+log = logging.getLogger(__name__)
+
+
+def run_refine(
+    study: StudyConfig,
+    mode: Mode,
+    seed: int,
+    target: Path,
+    best_params: Path,
+    pretrain_dir: Path | None,
+    tracking: TrackingConfig,
+    results: Path,
+    out_dir: Path,
+) -> dict:
+    """Train, log to MLflow with lineage tags, and write model.pt + result.json + run_id.txt.
+
+    ``pretrain_dir`` is the folder of pretrained backbones, one sub-folder per activation.
+    """
+    data = TrainData.from_prepared(PreparedDataset.open(target))
+    best = read_json(best_params)
+    params = best["params"]
+    run = run_config(study, params, epochs=study.train["epochs"], seed=seed)
+    backbone = None
+    parent_model = None
+    if mode != "scratch" and pretrain_dir is not None:
+        backbone = pretrain_dir / run.model.activation
+        parent_model = read_run_id(backbone)
+    model = initial_model(
+        mode,
+        run.model,
+        data.input_shape,
+        n_outputs_for(data.task, data.n_classes),
+        backbone / MODEL_FILE if backbone else None,
+        seed,
+    )
+    tags = standard_tags(
+        "refine",
+        study.name,
+        data.dataset_hash,
+        config_hash(run.to_dict()),
+        mode=mode,
+        seed=seed,
+        parent_model_run_id=parent_model,
+        sweep_best_trial=best.get("number"),
+        sweep_best_run_id=best.get("mlflow_run_id"),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker.for_results(results, tracking.uri)
+    result, run_id = tracked_training(
+        run,
+        data,
+        tracker,
+        experiment=tracking.experiment(study.name),
+        run_name=f"refine {mode} seed {seed}",
+        tags=tags,
+        model=model,
+        checkpoint=out_dir / "checkpoint.pt",
+    )
+    summary = {
+        "run_id": run_id,
+        "mode": mode,
+        "seed": seed,
+        "status": result.status,
+        "reason": result.reason,
+        "monitor": result.monitor,
+        "best_value": result.best_value,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "train_seconds": result.train_seconds,
+        "params": params,
+        "history": result.history,
+    }
+    if result.best_epoch:
+        save_model_file(
+            out_dir / MODEL_FILE, result.model, run.model, data.input_shape, run_id=run_id
+        )
+    else:
+        (out_dir / MODEL_FILE).unlink(missing_ok=True)
+    write_json_atomic(summary, out_dir / RESULT_FILE)
+    atomic_write_bytes(out_dir / RUN_ID_FILE, run_id.encode())
+    log.info(
+        "refined %s %s seed %d: %s, %s %.4f at epoch %d",
+        study.name,
+        mode,
+        seed,
+        result.status,
+        result.monitor,
+        result.best_value,
+        result.best_epoch,
+    )
+    return summary

@@ -1,0 +1,86 @@
+"""Transfer learning: self-describing model files and the three refine modes.
+
+A model file holds the state dict plus what is needed to rebuild the module
+(architecture config, input shape, outputs), so it loads with
+``torch.load(weights_only=True)`` and no pickled code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from medflow.errors import MedflowError
+from medflow.io import atomic_write_bytes
+from medflow.models import Classifier, ModelConfig, build_model, freeze_backbone, replace_head
+
+Mode = Literal["finetune", "linear_probe", "scratch"]
+MODES: tuple[Mode, ...] = ("finetune", "linear_probe", "scratch")
+
+
+def save_model_file(
+    path: Path, model: Classifier, cfg: ModelConfig, input_shape: tuple[int, ...], **extra: Any
+) -> None:
+    payload = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_config": dataclasses.asdict(cfg),
+        "input_shape": list(input_shape),
+        "n_outputs": model.n_outputs,
+        **extra,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_model_file(path: Path) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild the model saved at ``path``; returns it (eval mode) and the payload."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MedflowError(f"model file not found: {path}") from None
+    cfg = ModelConfig.from_dict(payload["model_config"])
+    model = build_model(cfg, tuple(payload["input_shape"]), payload["n_outputs"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload
+
+
+def initial_model(
+    mode: Mode,
+    cfg: ModelConfig,
+    input_shape: tuple[int, ...],
+    n_outputs: int,
+    pretrained: Path | None,
+    seed: int,
+) -> Classifier:
+    """The model a refine run or trial starts from.
+
+    finetune: pretrained backbone, new head, all trainable; linear_probe: the same with
+    the backbone frozen; scratch: a fresh model with the same architecture.
+    """
+    torch.manual_seed(seed)  # the new head (or whole model) is initialised from the seed
+    if mode == "scratch":
+        return build_model(cfg, input_shape, n_outputs)
+    if pretrained is None:
+        raise MedflowError(f"mode {mode} needs a pretrained backbone, and none was given")
+    model, payload = load_model_file(pretrained)
+    if tuple(payload["input_shape"]) != tuple(input_shape):
+        raise MedflowError(
+            f"pretrained backbone {pretrained} expects inputs {tuple(payload['input_shape'])}, "
+            f"but the target data are {tuple(input_shape)}; prepare the source at the target's size"
+        )
+    if payload["model_config"]["activation"] != cfg.activation:
+        raise MedflowError(
+            f"pretrained backbone {pretrained} uses activation "
+            f"{payload['model_config']['activation']}, not {cfg.activation}"
+        )
+    replace_head(model, n_outputs)
+    model.train()
+    if mode == "linear_probe":
+        freeze_backbone(model)
+    return model
