@@ -12,6 +12,10 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/classics.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/sweep.smk"
+include: "workflow/rules/refine.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -18,11 +18,13 @@ from medflow.config import (
     ClassicsSettings,
     DatasetConfig,
     MedflowConfig,
+    StudyConfig,
     TrackingConfig,
     load_config,
     validate_section,
 )
 from medflow.errors import MedflowError
+from medflow.layout import Layout
 
 log = logging.getLogger("medflow")
 DEFAULT_CONFIG = "config/config.yaml"
@@ -81,6 +83,90 @@ def cmd_classics(args: argparse.Namespace) -> None:
     run_classics_stage(classics, tracking, results / "data", results, out)
 
 
+def _study_context(args: argparse.Namespace) -> tuple[StudyConfig, TrackingConfig, Layout]:
+    """The study and tracking sections (from --spec or --config) and the results layout."""
+    layout = Layout(Path(args.results))
+    if args.spec is None:
+        cfg = load_config(args.config)
+        return cfg.study(args.study), cfg.tracking, layout
+    sections = _sections(args, "study", "tracking")
+    study = StudyConfig.from_validated(args.study, sections["study"])
+    return study, TrackingConfig(**sections["tracking"]), layout
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from medflow.stages.pretrain import run_pretrain
+
+    study, tracking, layout = _study_context(args)
+    if study.pretrain is None:
+        raise MedflowError(f"study '{study.name}' has no pretrain section")
+    run_pretrain(
+        study,
+        args.activation,
+        layout.prepared(study.pretrain.dataset),
+        tracking,
+        layout.results,
+        layout.pretrain(study.name, args.activation),
+    )
+
+
+def cmd_sweep_init(args: argparse.Namespace) -> None:
+    from medflow.stages.sweep import init_study_sweep
+
+    study, tracking, layout = _study_context(args)
+    init_study_sweep(study, tracking, layout)
+
+
+def cmd_sweep_worker(args: argparse.Namespace) -> None:
+    from medflow.stages.sweep import run_study_worker
+
+    study, tracking, layout = _study_context(args)
+    run_study_worker(study, tracking, layout, worker=args.worker)
+
+
+def cmd_sweep_best(args: argparse.Namespace) -> None:
+    from medflow.stages.sweep import summarize_study_sweep
+
+    study, tracking, layout = _study_context(args)
+    summarize_study_sweep(study, tracking, layout)
+
+
+def cmd_refine(args: argparse.Namespace) -> None:
+    from medflow.stages.refine import run_refine
+
+    study, tracking, layout = _study_context(args)
+    if args.mode not in study.modes:
+        raise MedflowError(f"study '{study.name}' has no refine mode '{args.mode}'")
+    run_refine(
+        study,
+        args.mode,
+        args.seed,
+        layout.prepared(study.target),
+        layout.sweep(study.name) / "best_params.json",
+        layout.pretrain_root(study.name) if study.pretrain else None,
+        tracking,
+        layout.results,
+        layout.refine(study.name, args.mode, args.seed),
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from medflow.stages.evaluate import run_evaluate
+
+    study, tracking, layout = _study_context(args)
+    run_evaluate(study, tracking, layout)
+
+
+def _stage_parser(sub, name: str, help_text: str, func) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text)
+    parser.add_argument("--study", required=True, help="study name in the config")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
+    parser.add_argument("--spec", help='{"study": ..., "tracking": ...} as JSON (from Snakemake)')
+    parser.add_argument("--results", default="results", help="results folder")
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medflow", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -106,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     classics.add_argument("--results", default="results", help="results folder")
     classics.add_argument("--out", help="JSON output (default <results>/classics/perceptron.json)")
     classics.set_defaults(func=cmd_classics)
+
+    pretrain = _stage_parser(sub, "pretrain", "pretrain one backbone", cmd_pretrain)
+    pretrain.add_argument("--activation", required=True)
+    _stage_parser(
+        sub, "sweep-init", "create the Optuna study and MLflow parent run", cmd_sweep_init
+    )
+    worker = _stage_parser(sub, "sweep-worker", "pull and run trials", cmd_sweep_worker)
+    worker.add_argument("--worker", default="0", help="worker name, for logs and tags")
+    _stage_parser(sub, "sweep-best", "write best_params.json and trials.csv", cmd_sweep_best)
+    refine = _stage_parser(sub, "refine", "retrain the best configuration", cmd_refine)
+    refine.add_argument("--mode", required=True, choices=["finetune", "linear_probe", "scratch"])
+    refine.add_argument("--seed", required=True, type=int)
+    _stage_parser(sub, "evaluate", "test-split metrics of every refine run", cmd_evaluate)
     return parser
 
 

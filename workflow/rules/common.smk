@@ -1,17 +1,33 @@
 # Validation and path helpers shared by every rule file.
 import json
 
+from pathlib import Path
+
 from medflow.config import MedflowConfig, validate_config
+from medflow.layout import Layout
 
 # Fail before any job runs, naming the file and the key; defaults are filled in.
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 config.update(validate_config(config, source=CONFIG_SOURCE))
 MEDFLOW = MedflowConfig.from_validated(config, source=CONFIG_SOURCE)
 RESULTS = "results"
+LAYOUT = Layout(Path(RESULTS))
+# The sections of a study each stage reads: a change elsewhere does not re-run it.
+STAGE_SECTIONS = {
+    "pretrain": ("target", "pretrain", "model", "train"),
+    "sweep": ("target", "pretrain", "model", "optim", "train", "sweep"),
+    "refine": ("target", "pretrain", "model", "optim", "train", "refine"),
+    "evaluate": ("target", "pretrain", "train", "refine", "evaluate"),
+}
 
 
 wildcard_constraints:
     dataset="|".join(sorted(MEDFLOW.datasets)) or "^$",
+    study="|".join(sorted(MEDFLOW.studies)) or "^$",
+    activation="[a-z_]+",
+    mode="finetune|linear_probe|scratch",
+    seed=r"\d+",
+    worker=r"\d+",
 
 
 def results_root(wildcards):
@@ -53,8 +69,68 @@ def classics_spec(wildcards):
     )
 
 
+def stage_spec(stage):
+    """Params function: the study sections ``stage`` reads, plus tracking, as JSON."""
+
+    def spec(wildcards):
+        study = config["studies"][wildcards.study]
+        sections = {key: study[key] for key in STAGE_SECTIONS[stage]}
+        return json.dumps(
+            {"study": sections, "tracking": config["tracking"]}, sort_keys=True
+        )
+
+    return spec
+
+
+def gpu_request(wildcards):
+    """One GPU per training job where the profile offers GPUs (--resources gpu=N), else none."""
+    offered = workflow.global_resources.get("gpu").value
+    return 1 if offered else 0
+
+
+def target_meta(wildcards):
+    return prepared_files(MEDFLOW.study(wildcards.study).target)["meta"]
+
+
+def pretrain_source_meta(wildcards):
+    return prepared_files(MEDFLOW.study(wildcards.study).pretrain.dataset)["meta"]
+
+
+def pretrained_models(wildcards):
+    """Every backbone of a pretrained study (sweep trials may pick any activation)."""
+    study = MEDFLOW.study(wildcards.study)
+    if study.pretrain is None:
+        return []
+    return [
+        str(LAYOUT.pretrain(study.name, activation) / "model.pt")
+        for activation in study.activations
+    ]
+
+
+def refine_backbones(wildcards):
+    return [] if wildcards.mode == "scratch" else pretrained_models(wildcards)
+
+
+def sweep_workers_done(wildcards):
+    study = MEDFLOW.study(wildcards.study)
+    folder = LAYOUT.sweep(study.name) / "workers"
+    return [str(folder / f"{worker}.done") for worker in range(study.workers)]
+
+
+def refine_results(wildcards):
+    study = MEDFLOW.study(wildcards.study)
+    return [
+        str(LAYOUT.refine(study.name, mode, seed) / "result.json")
+        for mode in study.modes
+        for seed in study.seeds
+    ]
+
+
 def all_targets():
     targets = [prepared_files(name)["meta"] for name in sorted(MEDFLOW.datasets)]
     if MEDFLOW.classics.enabled:
-        targets.append(f"{RESULTS}/classics/perceptron.json")
+        targets.append(str(LAYOUT.classics_json()))
+    targets += [
+        str(LAYOUT.evaluate(name) / "metrics.json") for name in sorted(MEDFLOW.studies)
+    ]
     return targets

@@ -1,0 +1,227 @@
+"""The whole DAG with snakemake on tiny configs: nesting, counts, tags, test metrics,
+four concurrent sweep workers, and resume after the workflow is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
+from tests.conftest import BIN, REPO, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def tiny_config(
+    workers: int = 2, n_trials: int = 4, trial_epochs: int = 3, pruner: str = "median"
+) -> dict:
+    return {
+        "datasets": {
+            "digits": {
+                "source": "sklearn_digits",
+                "train_per_class": 6,
+                "split": {"val_fraction": 0.2, "test_fraction": 0.3},
+            },
+            "shapes": {
+                "source": "synthetic",
+                "options": {"n_images": 600, "image_size": 8},
+                "split": {"val_fraction": 0.2, "test_fraction": 0.1},
+            },
+        },
+        "classics": {"enabled": False},
+        "studies": {
+            "tiny": {
+                "target": "digits",
+                "pretrain": {"dataset": "shapes", "epochs": 2, "batch_size": 64},
+                "model": {"arch": "cnn", "width": 4, "depth": 2},
+                "train": {"epochs": 3, "batch_size": 32, "monitor": "val_accuracy", "patience": 0},
+                "sweep": {
+                    "n_trials": n_trials,
+                    "workers": workers,
+                    "epochs": trial_epochs,
+                    "pruner": pruner,
+                    "space": {
+                        "optimizers": ["sgd", "adam"],
+                        "activations": ["relu", "tanh"],
+                        "lr": [0.001, 0.05],
+                        "freeze": ["finetune", "linear_probe"],
+                    },
+                },
+                "refine": {"modes": ["finetune", "linear_probe", "scratch"], "seeds": [0, 1]},
+                "evaluate": {"bootstrap": 200},
+            }
+        },
+    }
+
+
+def write_config(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def load_study(tmp_path: Path) -> optuna.Study:
+    journal = tmp_path / "results/sweeps/tiny/optuna.journal"
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    return optuna.load_study(study_name="tiny", storage=storage)
+
+
+def test_whole_dag_logs_nested_runs_tags_and_test_metrics(tmp_path):
+    config = write_config(tmp_path, tiny_config())
+    started = time.perf_counter()
+    result = run_snakemake("--cores", "2", "--configfile", str(config), workdir=tmp_path)
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    print(f"tiny DAG wall time: {elapsed:.1f}s")
+
+    tracker = Tracker.for_results(tmp_path / "results")
+    runs = find_runs(tracker, "medflow/tiny")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    by_stage: dict[str, list] = {}
+    for run in runs:
+        for tag in ("stage", "study", "dataset_hash", "config_hash", "git_commit"):
+            assert run.data.tags.get(tag), (run.info.run_name, tag)
+        by_stage.setdefault(run.data.tags["stage"], []).append(run)
+    assert len(by_stage["pretrain"]) == 2  # one per activation
+    (parent,) = by_stage["sweep"]
+    trials = by_stage["trial"]
+    assert len(trials) >= 4
+    assert all(t.data.tags[PARENT_RUN_TAG] == parent.info.run_id for t in trials)
+    finished = [t for t in trials if t.data.tags.get("optuna_state") in ("COMPLETE", "PRUNED")]
+    assert sorted(int(t.data.tags["trial_number"]) for t in finished) == sorted(
+        t.number for t in load_study(tmp_path).trials if t.state in FINISHED_STATES
+    )
+    assert len(finished) == 4
+
+    refine = by_stage["refine"]
+    assert len(refine) == 6
+    assert {(r.data.tags["mode"], r.data.tags["seed"]) for r in refine} == {
+        (m, s) for m in ("finetune", "linear_probe", "scratch") for s in ("0", "1")
+    }
+    pretrain_ids = {r.info.run_id for r in by_stage["pretrain"]}
+    for run in refine:
+        assert "test_accuracy" in run.data.metrics and "test_auc_ci_low" in run.data.metrics
+        if run.data.tags["mode"] != "scratch":
+            assert run.data.tags["parent_model_run_id"] in pretrain_ids
+    assert len(by_stage["evaluate"]) == 1
+
+    metrics = json.loads((tmp_path / "results/evaluate/tiny/metrics.json").read_text())
+    assert set(metrics["summary"]) >= {"finetune", "linear_probe", "scratch", "transfer_gain"}
+    assert metrics["summary"]["scratch"]["accuracy"]["n"] == 2
+    best = json.loads((tmp_path / "results/sweeps/tiny/best_params.json").read_text())
+    assert set(best["params"]) >= {"optimizer", "activation", "lr", "freeze"}
+    trials_csv = pd.read_csv(tmp_path / "results/sweeps/tiny/trials.csv")
+    assert trials_csv["state"].isin(["COMPLETE", "PRUNED"]).sum() == 4
+    for name in ("confusion.png", "roc.png"):
+        assert (tmp_path / "results/evaluate/tiny" / name).stat().st_size > 1000
+
+
+def test_four_workers_share_one_study_and_store_without_losing_trials(tmp_path):
+    config = write_config(tmp_path, tiny_config(workers=4, n_trials=12, trial_epochs=2))
+    result = run_snakemake(
+        "results/sweeps/tiny/trials.csv",
+        "--cores",
+        "4",
+        "--configfile",
+        str(config),
+        workdir=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    study = load_study(tmp_path)
+    finished = [t for t in study.trials if t.state in FINISHED_STATES]
+    assert len(finished) == 12
+    assert sorted(t.number for t in finished) == sorted({t.number for t in finished})
+    tracker = Tracker.for_results(tmp_path / "results")
+    trials = [r for r in find_runs(tracker, "medflow/tiny") if r.data.tags.get("stage") == "trial"]
+    counted = [r for r in trials if r.data.tags.get("optuna_state") in ("COMPLETE", "PRUNED")]
+    assert len(counted) == 12
+    assert len({r.data.tags["worker"] for r in trials}) >= 2
+    assert not [r for r in trials if r.info.status == "RUNNING"]
+
+
+def _start_workflow(tmp_path: Path, config: Path) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "results/sweeps/tiny/trials.csv",
+        "--cores",
+        "2",
+        "--configfile",
+        str(config),
+    ]
+    log = (tmp_path / "first_run.log").open("w")
+    return subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _wait_for_finished_trials(tmp_path: Path, at_least: int, timeout: float = 240) -> None:
+    journal = tmp_path / "results/sweeps/tiny/optuna.journal"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if journal.exists():
+            done = [t for t in load_study(tmp_path).trials if t.state in FINISHED_STATES]
+            if len(done) >= at_least:
+                return
+        time.sleep(1)
+    raise AssertionError(f"no {at_least} finished trials within {timeout}s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path, sig):
+    config = write_config(
+        tmp_path, tiny_config(workers=2, n_trials=8, trial_epochs=60, pruner="none")
+    )
+    process = _start_workflow(tmp_path, config)
+    try:
+        _wait_for_finished_trials(tmp_path, at_least=1)
+        os.killpg(process.pid, sig)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+    before = {t.number: t.value for t in load_study(tmp_path).trials if t.state in FINISHED_STATES}
+    assert before and len(before) < 8
+
+    unlock = run_snakemake("--unlock", "--configfile", str(config), workdir=tmp_path, timeout=120)
+    assert unlock.returncode == 0, unlock.stderr
+    again = run_snakemake(
+        "results/sweeps/tiny/trials.csv",
+        "--cores",
+        "2",
+        "--rerun-incomplete",
+        "--configfile",
+        str(config),
+        workdir=tmp_path,
+    )
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    study = load_study(tmp_path)
+    after = {t.number: t.value for t in study.trials if t.state in FINISHED_STATES}
+    assert len(after) == 8
+    assert all(after[n] == v for n, v in before.items())  # finished trials were not redone
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed, "the interrupted trial should be marked failed"
+    retried = [t for t in study.trials if "retry_of" in t.user_attrs]
+    assert {t.user_attrs["retry_of"] for t in retried} & {t.number for t in failed}
+    tracker = Tracker.for_results(tmp_path / "results")
+    runs = find_runs(tracker, "medflow/tiny")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert [r for r in runs if r.info.status == "KILLED"]
