@@ -73,7 +73,14 @@ def run_evaluate(study: StudyConfig, tracking: TrackingConfig, layout: Layout) -
             boot = bootstrap_metrics(task, test.y, scores, n_boot=study.bootstrap, seed=seed)
             tracker.log_metrics(result["run_id"], _test_metric_names(boot), step=0)
             tracker.flush(result["run_id"])
-            save_predictions(out / "predictions" / f"{mode}_seed{seed}.csv", test.y, scores, test.index)
+            save_predictions(
+                out / "predictions" / f"{mode}_seed{seed}.csv",
+                test.y,
+                scores,
+                test.index,
+                task=task,
+                label_names=names if task == "multilabel" else None,
+            )
             per_seed.setdefault(mode, {})[seed] = {k: v["value"] for k, v in boot.items()}
             runs.append(
                 {
@@ -103,7 +110,7 @@ def run_evaluate(study: StudyConfig, tracking: TrackingConfig, layout: Layout) -
         "task": task,
         "dataset_hash": dataset.content_hash,
         "monitor": study.train["monitor"],
-        "n_test": int(len(test.y)),
+        "n_test": len(test.y),
         "summary": summary,
         "runs": [{k: v for k, v in r.items() if k != "scores"} for r in runs],
         "skipped": skipped,
@@ -132,6 +139,11 @@ def run_evaluate(study: StudyConfig, tracking: TrackingConfig, layout: Layout) -
             acc = metrics["accuracy"]
             log.info(
                 "%s %s: test accuracy %.3f (95%% CI %.3f-%.3f, n=%d seeds)",
-                study.name, mode, acc["mean"], acc["ci_low"], acc["ci_high"], acc["n"],
+                study.name,
+                mode,
+                acc["mean"],
+                acc["ci_low"],
+                acc["ci_high"],
+                acc["n"],
             )
     return doc

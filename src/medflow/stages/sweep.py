@@ -132,7 +132,11 @@ def summarize_study_sweep(study: StudyConfig, tracking: TrackingConfig, layout: 
     parent = (folder / "parent_run_id.txt").read_text().strip()
     tracker.log_artifact(parent, str(folder / "trials.csv"))
     tracker.log_artifact(parent, str(folder / "best_params.json"))
-    tracker.set_tags(parent, {"best_trial": str(summary.get("number")), **{
-        f"best_{k}": str(v) for k, v in summary["params"].items()
-    }})
+    tracker.set_tags(
+        parent,
+        {
+            "best_trial": str(summary.get("number")),
+            **{f"best_{k}": str(v) for k, v in summary["params"].items()},
+        },
+    )
     return summary
