@@ -338,3 +338,13 @@ def test_imagenet_weights_are_loaded_from_cache() -> None:
             torch.testing.assert_close(
                 backbone.conv1.weight, expected_conv1(reference.conv1.weight)
             )
+
+
+def test_resnet_arch_list_matches_torchvision():
+    import torchvision
+
+    from medflow.models import RESNET_ARCHS
+
+    listed = torchvision.models.list_models(module=torchvision.models)
+    expected = sorted(n for n in listed if n.startswith(("resnet", "resnext", "wide_resnet")))
+    assert sorted(RESNET_ARCHS) == expected

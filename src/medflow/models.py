@@ -18,7 +18,6 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 __all__ = [
@@ -50,14 +49,21 @@ ACTIVATIONS: Mapping[str, Callable[[], nn.Module]] = MappingProxyType(
     }
 )
 
-# ResNet-family constructors of torchvision (resnet18..152, resnext, wide_resnet): they share
-# the conv1/bn1/relu/maxpool/layer1-4/avgpool/fc layout the stem adaptation relies on.
-RESNET_ARCHS: tuple[str, ...] = tuple(
-    sorted(
-        name
-        for name in torchvision.models.list_models(module=torchvision.models)
-        if name.startswith(("resnet", "resnext", "wide_resnet"))
-    )
+# ResNet-family constructors of torchvision: they share the conv1/bn1/relu/maxpool/
+# layer1-4/avgpool/fc layout the stem adaptation relies on. Spelled out rather than listed
+# from torchvision so that importing medflow does not import torchvision (~2.5 s per job);
+# tests/test_models.py checks the list against torchvision's.
+RESNET_ARCHS: tuple[str, ...] = (
+    "resnet101",
+    "resnet152",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "resnext50_32x4d",
+    "wide_resnet101_2",
+    "wide_resnet50_2",
 )
 ARCHS: tuple[str, ...] = ("perceptron", "mlp", "cnn", *RESNET_ARCHS)
 WEIGHTS: tuple[str | None, ...] = (None, "imagenet")
@@ -228,6 +234,8 @@ def _cnn_backbone(cfg: ModelConfig, shape: tuple[int, int, int]) -> tuple[nn.Mod
 
 def imagenet_weights_path(arch: str) -> Path:
     """Where torch hub caches the ImageNet checkpoint of torchvision ``arch``."""
+    import torchvision
+
     url = torchvision.models.get_model_weights(arch).DEFAULT.url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
@@ -244,6 +252,8 @@ def _load_imagenet_weights(net: nn.Module, arch: str) -> None:
 
 def _resnet_backbone(cfg: ModelConfig, shape: tuple[int, int, int]) -> tuple[nn.Module, int]:
     in_channels, size = shape[0], min(shape[1:])
+    import torchvision
+
     net = torchvision.models.get_model(cfg.arch, weights=None)
     if cfg.weights == "imagenet":
         _load_imagenet_weights(net, cfg.arch)

@@ -379,8 +379,10 @@ def _stale_reason(
 ) -> str | None:
     """Why a RUNNING trial is dead, or None if it may still be alive."""
     attrs = trial.user_attrs
-    if me.owns_pid_of(attrs) and not _alive(int(attrs["worker_pid"]), attrs["worker_started"]):
-        return f"worker {attrs['worker_host']}:{attrs['worker_pid']} is gone"
+    if me.owns_pid_of(attrs):
+        pid = int(attrs["worker_pid"])
+        if not _alive(pid, attrs.get("worker_started", "")):
+            return f"worker {me.host}:{pid} is gone"
     try:
         age = fs_now - _heartbeat_path(sweep_dir, trial.number).stat().st_mtime
     except FileNotFoundError:
@@ -442,7 +444,7 @@ def _claim(
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             reason = _stale_reason(trial, sweep_dir, cfg.heartbeat_grace_s, me, fs_now)
             if reason is not None:
-                _log.warning("trial %d taken as dead (%s): FAIL, retried", trial.number, reason)
+                _log.warning("trial %d taken as dead (%s): marked FAIL", trial.number, reason)
                 _fail_and_requeue(study, trial, cfg.max_retry)
                 recovered.append(trial.number)
         trials = study.get_trials(deepcopy=False)
