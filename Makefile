@@ -15,7 +15,7 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 run: $(INSTALLED)
-	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES)
 
 test: $(INSTALLED)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest

@@ -76,9 +76,15 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def path_without_venv() -> str:
+    """PATH minus the virtualenv's bin: rules must not rely on an activated environment."""
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    return os.pathsep.join(p for p in parts if Path(p).resolve() != BIN.resolve())
+
+
 def run_snakemake(*args: str, workdir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the real workflow with the repo's Snakefile in a scratch working directory."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": path_without_venv()}
     cmd = [
         str(BIN / "snakemake"),
         "--snakefile",

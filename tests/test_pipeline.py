@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
-from tests.conftest import BIN, REPO, run_snakemake
+from tests.conftest import BIN, REPO, path_without_venv, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -153,7 +153,7 @@ def test_four_workers_share_one_study_and_store_without_losing_trials(tmp_path):
 
 
 def _start_workflow(tmp_path: Path, config: Path) -> subprocess.Popen:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": path_without_venv()}
     cmd = [
         str(BIN / "snakemake"),
         "--snakefile",

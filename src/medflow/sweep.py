@@ -23,7 +23,11 @@ Both lock files (the journal's and the claim lock) are created with ``O_CREAT | 
 ``flock``/``fcntl`` locks are unsupported or silently node-local on some cluster filesystems,
 which would let workers on two nodes claim at once. Unlike kernel locks, such a file outlives
 a killed holder; it is broken after a grace period without updates, so a live holder of the
-claim lock refreshes it from a thread.
+claim lock refreshes it from a thread. ``sweep_dir`` must therefore be shared by all workers,
+also with an RDB storage.
+
+Every claim reseeds the TPE sampler from ``(seed, number of trials so far)``: a fixed seed in
+every worker would give all of them (and every resumed worker) the same random start-up trials.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ rule classics:
     resources:
         mem_mb=2000,
     params:
+        cli=medflow_cli,
         spec=classics_spec,
         results=results_root,
     shell:
-        "medflow --log {log} classics --spec {params.spec:q}"
+        "{params.cli} --log {log} classics --spec {params.spec:q}"
         " --results {params.results} --out {output.json}"

@@ -30,6 +30,11 @@ wildcard_constraints:
     worker=r"\d+",
 
 
+def medflow_cli(wildcards):
+    """medflow under Snakemake's own interpreter: no activated environment needed."""
+    return f"{shlex.quote(sys.executable)} -m medflow"
+
+
 def results_root(wildcards):
     """The results folder, for commands that derive their paths (and MLflow store) from it."""
     return RESULTS

@@ -7,8 +7,9 @@ rule evaluate:
     log:
         str(LAYOUT.logs() / "evaluate" / "{study}.log"),
     params:
+        cli=medflow_cli,
         spec=stage_spec("evaluate"),
         results=results_root,
     shell:
-        "medflow --log {log} evaluate --study {wildcards.study}"
+        "{params.cli} --log {log} evaluate --study {wildcards.study}"
         " --spec {params.spec:q} --results {params.results}"

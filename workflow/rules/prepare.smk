@@ -6,8 +6,9 @@ rule prepare:
     resources:
         mem_mb=4000,
     params:
+        cli=medflow_cli,
         spec=dataset_spec,
         out=prepared_folder,
     shell:
-        "medflow --log {log} prepare --dataset {wildcards.dataset}"
+        "{params.cli} --log {log} prepare --dataset {wildcards.dataset}"
         " --spec {params.spec:q} --out {params.out}"

@@ -11,8 +11,9 @@ rule pretrain:
         gpu=gpu_request,
         mem_mb=6000,
     params:
+        cli=medflow_cli,
         spec=stage_spec("pretrain"),
         results=results_root,
     shell:
-        "medflow --log {log} pretrain --study {wildcards.study}"
+        "{params.cli} --log {log} pretrain --study {wildcards.study}"
         " --activation {wildcards.activation} --spec {params.spec:q} --results {params.results}"

@@ -12,8 +12,9 @@ rule refine:
         gpu=gpu_request,
         mem_mb=4000,
     params:
+        cli=medflow_cli,
         spec=stage_spec("refine"),
         results=results_root,
     shell:
-        "medflow --log {log} refine --study {wildcards.study} --mode {wildcards.mode}"
+        "{params.cli} --log {log} refine --study {wildcards.study} --mode {wildcards.mode}"
         " --seed {wildcards.seed} --spec {params.spec:q} --results {params.results}"

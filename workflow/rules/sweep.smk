@@ -6,10 +6,11 @@ rule sweep_init:
     log:
         str(LAYOUT.logs() / "sweep" / "{study}" / "init.log"),
     params:
+        cli=medflow_cli,
         spec=stage_spec("sweep"),
         results=results_root,
     shell:
-        "medflow --log {log} sweep-init --study {wildcards.study}"
+        "{params.cli} --log {log} sweep-init --study {wildcards.study}"
         " --spec {params.spec:q} --results {params.results}"
 
 
@@ -26,10 +27,11 @@ rule sweep_worker:
         gpu=gpu_request,
         mem_mb=4000,
     params:
+        cli=medflow_cli,
         spec=stage_spec("sweep"),
         results=results_root,
     shell:
-        "medflow --log {log} sweep-worker --study {wildcards.study} --worker {wildcards.worker}"
+        "{params.cli} --log {log} sweep-worker --study {wildcards.study} --worker {wildcards.worker}"
         " --spec {params.spec:q} --results {params.results}"
 
 
@@ -46,8 +48,9 @@ rule sweep_best:
     log:
         str(LAYOUT.logs() / "sweep" / "{study}" / "best.log"),
     params:
+        cli=medflow_cli,
         spec=stage_spec("sweep"),
         results=results_root,
     shell:
-        "medflow --log {log} sweep-best --study {wildcards.study}"
+        "{params.cli} --log {log} sweep-best --study {wildcards.study}"
         " --spec {params.spec:q} --results {params.results}"
