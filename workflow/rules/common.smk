@@ -1,6 +1,7 @@
 # Validation and path helpers shared by every rule file.
 import json
-
+import shlex
+import sys
 from pathlib import Path
 
 from medflow.config import MedflowConfig, validate_config
