@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: run test lint dag clean-results
+.PHONY: run test lint dag bench
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,6 @@ lint: $(INSTALLED)
 
 dag: $(INSTALLED)
 	$(BIN)/snakemake -n --profile workflow/profiles/default
+
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.bench_training

@@ -33,9 +33,9 @@ def image_data(n: int, size: int, classes: int = 10) -> TrainData:
     return TrainData("multiclass", classes, x[val:], y[val:], x[:val], y[:val])
 
 
-def run_config(epochs: int, batch: int, arch: str) -> RunConfig:
+def run_config(epochs: int, batch: int, arch: str, width: int = 16) -> RunConfig:
     return RunConfig(
-        model=ModelConfig(arch=arch, width=16, depth=2, hidden_sizes=(128, 64)),
+        model=ModelConfig(arch=arch, width=width, depth=2, hidden_sizes=(64,)),
         optim=OptimConfig(name="sgd", lr=0.01),
         train=TrainConfig(epochs=epochs, batch_size=batch, patience=0, device="cpu"),
     )
@@ -66,9 +66,11 @@ def dataloader_loop(run: RunConfig, data: TrainData) -> None:
 
 def bench_data_path(pairs: int) -> list[dict]:
     rows = []
-    for size, arch, n in ((8, "cnn", 8192), (28, "cnn", 4096), (28, "mlp", 8192)):
+    # (image size, architecture, cnn width, examples): digits-sized MLP/CNN up to MedMNIST-sized.
+    cases = ((8, "mlp", 0, 16384), (8, "cnn", 8, 8192), (28, "mlp", 0, 8192), (28, "cnn", 16, 4096))
+    for size, arch, width, n in cases:
         data = image_data(n, size)
-        run = run_config(epochs=2, batch=64, arch=arch)
+        run = run_config(epochs=2, batch=64, arch=arch, width=width or 16)
         result = interleaved(
             lambda run=run, data=data: timed(lambda: train(run, data)),
             lambda run=run, data=data: timed(lambda: dataloader_loop(run, data)),
