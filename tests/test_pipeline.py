@@ -26,6 +26,7 @@ FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRU
 def tiny_config(
     workers: int = 2, n_trials: int = 4, trial_epochs: int = 3, pruner: str = "median"
 ) -> dict:
+    """Digits target, CNN pretrained on a few hundred synthetic images, all three modes."""
     return {
         "datasets": {
             "digits": {
@@ -63,6 +64,18 @@ def tiny_config(
             }
         },
     }
+
+
+def sweep_only_config(workers: int, n_trials: int, trial_epochs: int, pruner: str) -> dict:
+    """No pretraining: the sweep tests need only prepare -> sweep, the fewest jobs."""
+    config = tiny_config(workers, n_trials, trial_epochs, pruner)
+    del config["datasets"]["shapes"]
+    study = config["studies"]["tiny"]
+    study["pretrain"] = None
+    study["model"] = {"arch": "mlp", "hidden_sizes": [16]}
+    study["sweep"]["space"]["freeze"] = None
+    study["refine"]["modes"] = ["scratch"]
+    return config
 
 
 def write_config(tmp_path: Path, config: dict) -> Path:
@@ -130,7 +143,7 @@ def test_whole_dag_logs_nested_runs_tags_and_test_metrics(tmp_path):
 
 
 def test_four_workers_share_one_study_and_store_without_losing_trials(tmp_path):
-    config = write_config(tmp_path, tiny_config(workers=4, n_trials=12, trial_epochs=2))
+    config = write_config(tmp_path, sweep_only_config(4, 12, trial_epochs=2, pruner="median"))
     result = run_snakemake(
         "results/sweeps/tiny/trials.csv",
         "--cores",
@@ -186,9 +199,8 @@ def _wait_for_finished_trials(tmp_path: Path, at_least: int, timeout: float = 24
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path, sig):
-    config = write_config(
-        tmp_path, tiny_config(workers=2, n_trials=8, trial_epochs=60, pruner="none")
-    )
+    config = write_config(tmp_path, sweep_only_config(2, 6, trial_epochs=60, pruner="none"))
+    started = time.perf_counter()
     process = _start_workflow(tmp_path, config)
     try:
         _wait_for_finished_trials(tmp_path, at_least=1)
@@ -199,8 +211,9 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path, sig):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)
     before = {t.number: t.value for t in load_study(tmp_path).trials if t.state in FINISHED_STATES}
-    assert before and len(before) < 8
+    assert before and len(before) < 6
 
+    print(f"killed after {time.perf_counter() - started:.1f}s")
     unlock = run_snakemake("--unlock", "--configfile", str(config), workdir=tmp_path, timeout=120)
     assert unlock.returncode == 0, unlock.stderr
     again = run_snakemake(
@@ -213,9 +226,10 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path, sig):
         workdir=tmp_path,
     )
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    print(f"resumed and finished after {time.perf_counter() - started:.1f}s")
     study = load_study(tmp_path)
     after = {t.number: t.value for t in study.trials if t.state in FINISHED_STATES}
-    assert len(after) == 8
+    assert len(after) == 6
     assert all(after[n] == v for n, v in before.items())  # finished trials were not redone
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert failed, "the interrupted trial should be marked failed"

@@ -212,7 +212,9 @@ def _storage(cfg: SweepConfig, sweep_dir: Path) -> BaseStorage | str:
 
 def _pruner(cfg: SweepConfig) -> BasePruner:
     if cfg.pruner == "median":
-        return MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        # Judge a trial only after a fifth of its epochs: slow starters (plain SGD, small
+        # learning rates) look worst in the first epochs and would be pruned unfairly.
+        return MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, cfg.epochs // 5))
     if cfg.pruner == "hyperband":
         return HyperbandPruner(min_resource=1, max_resource=cfg.epochs)
     return NopPruner()
