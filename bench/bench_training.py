@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.common import interleaved, pin_threads, timed, write_json
 from medflow.experiment import MlflowEpochLogger
+from medflow.metrics import compute_metrics
 from medflow.models import ModelConfig, build_model
-from medflow.optim import OptimConfig, build_loss, build_optimizer
+from medflow.optim import OptimConfig, build_loss, build_optimizer, predict_scores
 from medflow.tracking import Tracker
 from medflow.train import RunConfig, TrainConfig, TrainData, train
 
@@ -51,6 +52,7 @@ def dataloader_loop(run: RunConfig, data: TrainData) -> None:
         TensorDataset(data.x_train, data.y_train), batch_size=run.train.batch_size, shuffle=True
     )
     val_loader = DataLoader(TensorDataset(data.x_val, data.y_val), batch_size=1024)
+    loss_fn_val = build_loss(data.task)
     for _ in range(run.train.epochs):
         model.train()
         for xb, yb in loader:
@@ -59,9 +61,12 @@ def dataloader_loop(run: RunConfig, data: TrainData) -> None:
             loss.backward()
             optimizer.step()
         model.eval()
-        with torch.no_grad():
-            for xb, yb in val_loader:
-                loss_fn(model(xb), yb)
+        with torch.no_grad():  # the same validation work as medflow's loop: loss + metrics
+            logits = torch.cat([model(xb) for xb, _ in val_loader])
+            loss_fn_val(logits, data.y_val)
+            compute_metrics(
+                data.task, data.y_val.numpy(), predict_scores(data.task, logits).numpy()
+            )
 
 
 def bench_data_path(pairs: int) -> list[dict]:
