@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from medflow.tracking import Tracker
@@ -94,6 +96,18 @@ def run_snakemake(*args: str, workdir: Path, timeout: int = 600) -> subprocess.C
         *args,
     ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    """Test models are tiny: one intra-op thread is faster than several and does not
+    collapse when the machine is busy (2 spinning threads under load took 4x longer)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -27,18 +27,6 @@ from medflow.models import (
 MAIN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    # The models here are tiny: one intra-op thread is faster than several and does not
-    # collapse when the machine is busy (2 spinning threads under load took 4x longer).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     if logits.shape[1] == 1:  # single-logit binary model
         return ((logits[:, 0] > 0).long() == y).float().mean().item()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,19 +20,6 @@ from medflow.optim import (
     n_outputs_for,
     predict_scores,
 )
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    # The models here are tiny: one intra-op thread is faster than several and does not
-    # collapse when the machine is busy (2 spinning threads under load took 4x longer).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
 
 # --- optimisers ----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import yaml
 
 from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
 from tests.conftest import BIN, REPO, path_without_venv, run_snakemake
+from tests.report_checks import assert_report_complete
 
 pytestmark = pytest.mark.slow
 
@@ -140,6 +141,7 @@ def test_whole_dag_logs_nested_runs_tags_and_test_metrics(tmp_path):
     assert trials_csv["state"].isin(["COMPLETE", "PRUNED"]).sum() == 4
     for name in ("confusion.png", "roc.png"):
         assert (tmp_path / "results/evaluate/tiny" / name).stat().st_size > 1000
+    assert_report_complete(tmp_path / "results/report/index.html", ["tiny"], classics=False)
 
 
 def test_four_workers_share_one_study_and_store_without_losing_trials(tmp_path):

@@ -179,7 +179,7 @@ def reported_epoch(cfg: SweepConfig, sweep_dir: Path, number: int) -> bool:
 
 def test_config_from_dict_rejects_unknown_and_invalid_values() -> None:
     assert SweepConfig.from_dict({"n_trials": 3}).pruner == "median"
-    with pytest.raises(ConfigError, match="unknown key"):
+    with pytest.raises(ConfigError, match="unknown SweepConfig keys: trials"):
         SweepConfig.from_dict({"n_trials": 3, "trials": 4})
     with pytest.raises(ConfigError, match="pruner"):
         SweepConfig(n_trials=3, pruner="asha")
@@ -188,7 +188,7 @@ def test_config_from_dict_rejects_unknown_and_invalid_values() -> None:
     space = SearchSpace.from_dict({**SPACE, "batch_sizes": [16, 32]})
     assert space.optimizers == ("sgd", "adam") and space.batch_sizes == (16, 32)
     assert space == SearchSpace.from_dict({**SPACE, "batch_sizes": (16, 32)})
-    with pytest.raises(ConfigError, match="unknown key"):
+    with pytest.raises(ConfigError, match="unknown SearchSpace keys: momentum"):
         SearchSpace.from_dict({**SPACE, "momentum": [0.9]})
     with pytest.raises(ConfigError, match="lr"):
         SearchSpace.from_dict({**SPACE, "lr": [0.1, 0.001]})

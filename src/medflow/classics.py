@@ -13,7 +13,6 @@ Nothing here touches MLflow or the file system; medflow.stages.classics does tha
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from torch import nn
 
 from medflow.data.sources.gates import INPUTS, TRUTH_TABLES
 from medflow.models import ACTIVATIONS, ModelConfig, build_model
+from medflow.strict import reject_unknown_keys
 
 # The same truth tables the gates data source prepares.
 GATES: dict[str, tuple[int, int, int, int]] = TRUTH_TABLES
@@ -64,10 +64,7 @@ class ClassicsConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClassicsConfig:
         """Build a config from a mapping, refusing keys the config does not know."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ClassicsConfig keys: {', '.join(unknown)}")
+        reject_unknown_keys(cls, data)
         return cls(**data)
 
 

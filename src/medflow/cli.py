@@ -21,6 +21,8 @@ from medflow.config import (
     StudyConfig,
     TrackingConfig,
     load_config,
+    read_config_file,
+    validate_config,
     validate_section,
 )
 from medflow.errors import MedflowError
@@ -157,6 +159,25 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     run_evaluate(study, tracking, layout)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    import yaml
+
+    from medflow.report import build_report
+
+    if args.spec is not None:
+        try:
+            raw = json.loads(args.spec)
+        except json.JSONDecodeError as exc:
+            raise MedflowError(f"--spec is not valid JSON: {exc}") from None
+        cfg = MedflowConfig.from_validated(validate_config(raw, "--spec"), "--spec")
+    else:
+        raw = read_config_file(args.config)
+        cfg = MedflowConfig.from_validated(raw, args.config)
+    layout = Layout(Path(args.results))
+    out = Path(args.out) if args.out else layout.report()
+    build_report(cfg, layout, out, config_text=yaml.safe_dump(raw, sort_keys=False))
+
+
 def _stage_parser(sub, name: str, help_text: str, func) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text)
     parser.add_argument("--study", required=True, help="study name in the config")
@@ -205,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--mode", required=True, choices=["finetune", "linear_probe", "scratch"])
     refine.add_argument("--seed", required=True, type=int)
     _stage_parser(sub, "evaluate", "test-split metrics of every refine run", cmd_evaluate)
+
+    report = sub.add_parser("report", help="the self-contained HTML report")
+    report.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
+    report.add_argument("--spec", help="the whole validated config as JSON (from Snakemake)")
+    report.add_argument("--results", default="results", help="results folder")
+    report.add_argument("--out", help="HTML file (default <results>/report/index.html)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

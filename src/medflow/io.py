@@ -15,6 +15,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; results are shared
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
@@ -24,6 +25,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:

@@ -35,5 +35,8 @@ class Layout:
     def evaluate(self, study: str) -> Path:
         return self.results / "evaluate" / study
 
+    def report(self) -> Path:
+        return self.results / "report" / "index.html"
+
     def logs(self) -> Path:
         return self.results / "logs"

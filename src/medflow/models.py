@@ -8,7 +8,6 @@ Models always output logits; sigmoid/softmax belong to the loss and to predictio
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -19,6 +18,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from medflow.strict import reject_unknown_keys
 
 __all__ = [
     "ACTIVATIONS",
@@ -127,19 +128,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
         """Build from a plain mapping (e.g. parsed YAML); unknown keys are an error."""
-        return cls(**_checked_kwargs(cls, d))
-
-
-def _checked_kwargs(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
-    """Reject keys that are not fields of dataclass ``cls``; lists become tuples."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(
-            f"unknown {cls.__name__} keys: {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(names))}"
-        )
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        reject_unknown_keys(cls, d)
+        # YAML/JSON give lists; the frozen config keeps tuples (hashable, comparable).
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 class Classifier(nn.Module):

@@ -6,7 +6,6 @@ output sigmoid/softmax itself, :func:`predict_scores` does that for prediction.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -15,6 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.optim import lr_scheduler
+
+from medflow.strict import reject_unknown_keys
 
 __all__ = [
     "LOSSES",
@@ -75,13 +76,7 @@ class OptimConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OptimConfig:
         """Build from a plain mapping (e.g. parsed YAML); unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown OptimConfig keys: {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(names))}"
-            )
+        reject_unknown_keys(cls, d)
         return cls(**d)
 
 

@@ -57,6 +57,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from medflow.errors import ConfigError, MedflowError
 from medflow.io import atomic_write_bytes, write_json_atomic
+from medflow.strict import reject_unknown_keys
 from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs, tracked_run
 
 __all__ = [
@@ -93,13 +94,6 @@ _SQLITE_TIMEOUT_S = 60
 # --------------------------------------------------------------------------- configuration
 
 
-def _reject_unknown(cls: type, data: Mapping[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; known: {sorted(known)}")
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     """How a sweep runs (not what it searches: see :class:`SearchSpace`)."""
@@ -132,7 +126,7 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SweepConfig:
-        _reject_unknown(cls, data)
+        reject_unknown_keys(cls, data, ConfigError)
         return cls(**data)
 
 
@@ -175,7 +169,7 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
-        _reject_unknown(cls, data)
+        reject_unknown_keys(cls, data, ConfigError)
         return cls(**data)
 
 

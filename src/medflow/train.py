@@ -41,6 +41,7 @@ from medflow.optim import (
     n_outputs_for,
     predict_scores,
 )
+from medflow.strict import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {', '.join(unknown)}")
+        reject_unknown_keys(cls, d)
         return cls(**d)
 
 

@@ -132,6 +132,19 @@ def refine_results(wildcards):
     ]
 
 
+def report_inputs(wildcards):
+    inputs = [
+        str(LAYOUT.evaluate(name) / "metrics.json") for name in sorted(MEDFLOW.studies)
+    ]
+    if MEDFLOW.classics.enabled:
+        inputs.append(str(LAYOUT.classics_json()))
+    return inputs
+
+
+def full_spec(wildcards):
+    return json.dumps(config, sort_keys=True)
+
+
 def all_targets():
     targets = [prepared_files(name)["meta"] for name in sorted(MEDFLOW.datasets)]
     if MEDFLOW.classics.enabled:
@@ -139,4 +152,5 @@ def all_targets():
     targets += [
         str(LAYOUT.evaluate(name) / "metrics.json") for name in sorted(MEDFLOW.studies)
     ]
+    targets.append(str(LAYOUT.report()))
     return targets
