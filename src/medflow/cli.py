@@ -32,13 +32,20 @@ log = logging.getLogger("medflow")
 DEFAULT_CONFIG = "config/config.yaml"
 
 
+def _parse_spec(text: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MedflowError(f"--spec is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MedflowError("--spec must be a JSON object")
+    return raw
+
+
 def _dataset_config(args: argparse.Namespace) -> DatasetConfig:
     """The dataset section: from a JSON spec (Snakemake passes the validated section) or a file."""
     if args.spec is not None:
-        try:
-            raw = json.loads(args.spec)
-        except json.JSONDecodeError as exc:
-            raise MedflowError(f"--spec is not valid JSON: {exc}") from None
+        raw = _parse_spec(args.spec)
         section = validate_section(raw, "dataset", source=f"--spec for dataset '{args.dataset}'")
         return DatasetConfig.from_validated(args.dataset, section)
     return load_config(args.config).dataset(args.dataset)
@@ -48,10 +55,7 @@ def _sections(args: argparse.Namespace, *names: str) -> MedflowConfig | dict[str
     """Config sections for a stage: from --spec JSON ({section: {...}}) or the --config file."""
     if args.spec is None:
         return load_config(args.config)
-    try:
-        raw = json.loads(args.spec)
-    except json.JSONDecodeError as exc:
-        raise MedflowError(f"--spec is not valid JSON: {exc}") from None
+    raw = _parse_spec(args.spec)
     missing = [n for n in names if n not in raw]
     if missing or set(raw) - set(names):
         raise MedflowError(f"--spec must have exactly the sections {', '.join(names)}")
@@ -165,10 +169,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from medflow.report import build_report
 
     if args.spec is not None:
-        try:
-            raw = json.loads(args.spec)
-        except json.JSONDecodeError as exc:
-            raise MedflowError(f"--spec is not valid JSON: {exc}") from None
+        raw = _parse_spec(args.spec)
         cfg = MedflowConfig.from_validated(validate_config(raw, "--spec"), "--spec")
     else:
         raw = read_config_file(args.config)
