@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: run test lint dag bench
+.PHONY: run test lint dag bench ui
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ dag: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.bench_training
+
+# The MLflow UI for this project's store, on this machine only.
+ui: $(INSTALLED)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath results/mlflow.db) --host 127.0.0.1 --port $(or $(PORT),5000) --workers 1
