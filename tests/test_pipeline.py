@@ -187,25 +187,27 @@ def _start_workflow(tmp_path: Path, config: Path) -> subprocess.Popen:
     )
 
 
-def _wait_for_finished_trials(tmp_path: Path, at_least: int, timeout: float = 240) -> None:
+def _wait_until_mid_trial(tmp_path: Path, timeout: float = 240) -> None:
+    """Until at least one trial has finished and another is running: the moment to kill."""
     journal = tmp_path / "results/sweeps/tiny/optuna.journal"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if journal.exists():
-            done = [t for t in load_study(tmp_path).trials if t.state in FINISHED_STATES]
-            if len(done) >= at_least:
+            states = [t.state for t in load_study(tmp_path).trials]
+            running = states.count(optuna.trial.TrialState.RUNNING)
+            if running and sum(s in FINISHED_STATES for s in states) >= 1:
                 return
-        time.sleep(1)
-    raise AssertionError(f"no {at_least} finished trials within {timeout}s")
+        time.sleep(0.3)
+    raise AssertionError(f"no finished and running trials within {timeout}s")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path, sig):
-    config = write_config(tmp_path, sweep_only_config(2, 6, trial_epochs=60, pruner="none"))
+    config = write_config(tmp_path, sweep_only_config(2, 6, trial_epochs=150, pruner="none"))
     started = time.perf_counter()
     process = _start_workflow(tmp_path, config)
     try:
-        _wait_for_finished_trials(tmp_path, at_least=1)
+        _wait_until_mid_trial(tmp_path)
         os.killpg(process.pid, sig)
         process.wait(timeout=120)
     finally:
