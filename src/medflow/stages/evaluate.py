@@ -18,6 +18,7 @@ import torch
 
 from medflow.config import StudyConfig, TrackingConfig
 from medflow.data.prepared import PreparedDataset
+from medflow.errors import MedflowError
 from medflow.evaluate import (
     bootstrap_metrics,
     confusion_figure,
@@ -93,7 +94,7 @@ def run_evaluate(study: StudyConfig, tracking: TrackingConfig, layout: Layout) -
                 }
             )
     if not runs:
-        raise RuntimeError(f"no refine run of study {study.name} finished; see {skipped}")
+        raise MedflowError(f"no refine run of study {study.name} finished: {skipped}")
     summary = summarize_modes(per_seed)
     best = _best_on_validation(runs, study.train["monitor"])
     out.mkdir(parents=True, exist_ok=True)
