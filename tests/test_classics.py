@@ -57,8 +57,8 @@ def scalar_train(
     return errors, [w1, w2], b
 
 
-def test_or_by_hand_matches_lecture_table() -> None:
-    rows = or_by_hand(CFG)
+def assert_lecture_or_table(rows: list[dict]) -> None:
+    """The lecture's by-hand OR table for w = (1, -1), b = -0.5 (seed 002)."""
     assert [(r["x1"], r["x2"], r["y"]) for r in rows] == [
         (0, 0, 0),
         (0, 1, 1),
@@ -68,6 +68,11 @@ def test_or_by_hand_matches_lecture_table() -> None:
     assert [r["h"] for r in rows] == [-0.5, -1.5, 0.5, -0.5]
     assert [round(r["p"], 2) for r in rows] == [0.38, 0.18, 0.62, 0.38]
     assert [r["pred"] for r in rows] == [0, 0, 1, 0]
+
+
+def test_or_by_hand_matches_lecture_table() -> None:
+    rows = or_by_hand(CFG)
+    assert_lecture_or_table(rows)
     assert rows[0]["p"] == pytest.approx(1.0 / (1.0 + math.exp(0.5)), abs=1e-15)
 
 

@@ -12,6 +12,7 @@ import yaml
 
 from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
 from tests.conftest import run_snakemake
+from tests.test_classics import assert_lecture_or_table
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +37,7 @@ def test_classics_rule_writes_the_lecture_values_and_logs_runs(tmp_path, monkeyp
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     doc = json.loads((tmp_path / "results/classics/perceptron.json").read_text())
 
-    rows = doc["or_by_hand"]["rows"]
-    assert [(r["x1"], r["x2"], r["y"]) for r in rows] == [
-        (0, 0, 0),
-        (0, 1, 1),
-        (1, 0, 1),
-        (1, 1, 1),
-    ]
-    assert [r["h"] for r in rows] == [-0.5, -1.5, 0.5, -0.5]
-    assert [round(r["p"], 2) for r in rows] == [0.38, 0.18, 0.62, 0.38]
-    assert [r["pred"] for r in rows] == [0, 0, 1, 0]
+    assert_lecture_or_table(doc["or_by_hand"]["rows"])
     for gate in ("OR", "AND", "XOR"):
         assert len(doc["training"][gate]["mse"]) == 10
         assert len(doc["training"][gate]["w"]) == 2
