@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from medflow.tracking import Tracker
+from medflow.train import torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -102,12 +102,8 @@ def run_snakemake(*args: str, workdir: Path, timeout: int = 600) -> subprocess.C
 def _single_thread() -> Iterator[None]:
     """Test models are tiny: one intra-op thread is faster than several and does not
     collapse when the machine is busy (2 spinning threads under load took 4x longer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ Nothing here touches MLflow or the file system; medflow.stages.classics does tha
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from torch import nn
 from medflow.data.sources.gates import INPUTS, TRUTH_TABLES
 from medflow.models import ACTIVATIONS, ModelConfig, build_model
 from medflow.strict import reject_unknown_keys
+from medflow.train import torch_threads
 
 # The same truth tables the gates data source prepares.
 GATES: dict[str, tuple[int, int, int, int]] = TRUTH_TABLES
@@ -171,21 +171,6 @@ class XorResult:
         }
 
 
-@contextmanager
-def _single_torch_thread() -> Iterator[None]:
-    """Run torch ops on one intra-op thread, restoring the caller's setting afterwards.
-
-    On 4x2 tensors thread hand-offs cost far more than the arithmetic: on a busy 2-core box
-    1000 epochs took ~10 s with 2 threads and ~1 s with 1.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def train_xor_mlp(cfg: ClassicsConfig) -> tuple[nn.Module, list[float], float]:
     """Train the MLP on XOR full batch with Adam and BCE-with-logits.
 
@@ -202,7 +187,8 @@ def train_xor_mlp(cfg: ClassicsConfig) -> tuple[nn.Module, list[float], float]:
     loss_fn = nn.BCEWithLogitsLoss()
     losses: list[float] = []
     model.train()
-    with _single_torch_thread():
+    # 1000 epochs on 4x2 tensors: ~1 s on one thread, ~10 s on two on a busy 2-core box.
+    with torch_threads(1):
         for _ in range(cfg.mlp_epochs):
             optimiser.zero_grad()
             loss = loss_fn(model(X), y)

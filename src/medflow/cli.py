@@ -71,7 +71,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     from medflow.data.prepare import prepare_dataset  # heavy imports only when needed
 
     cfg = _dataset_config(args)
-    out = Path(args.out) if args.out else Path("results/data") / cfg.name
+    out = Path(args.out) if args.out else Layout().prepared(cfg.name)
     prepare_dataset(cfg, out)
 
 
@@ -84,9 +84,9 @@ def cmd_classics(args: argparse.Namespace) -> None:
     else:
         classics = ClassicsSettings.from_section(sections["classics"])
         tracking = TrackingConfig(**sections["tracking"])
-    results = Path(args.results)
-    out = Path(args.out) if args.out else results / "classics" / "perceptron.json"
-    run_classics_stage(classics, tracking, results / "data", results, out)
+    layout = Layout(Path(args.results))
+    out = Path(args.out) if args.out else layout.classics_json()
+    run_classics_stage(classics, tracking, layout, out)
 
 
 def _study_context(args: argparse.Namespace) -> tuple[StudyConfig, TrackingConfig, Layout]:

@@ -14,7 +14,6 @@ Design points:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -22,7 +21,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -166,6 +166,21 @@ class _State:
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch ops on ``n`` intra-op threads, restoring the caller's setting afterwards.
+
+    Tiny models (the lecture's XOR MLP, test models) run faster on one thread: thread
+    hand-offs cost more than their arithmetic, and collapse when the machine is busy.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -429,7 +444,3 @@ def train(
         reason=reason,
         train_seconds=state.train_seconds,
     )
-
-
-def copy_model(model: Classifier) -> Classifier:
-    return copy.deepcopy(model)

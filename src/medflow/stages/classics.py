@@ -26,17 +26,18 @@ from medflow.config import ClassicsSettings, TrackingConfig
 from medflow.data.prepared import PreparedDataset
 from medflow.errors import DataError
 from medflow.io import write_json_atomic
+from medflow.layout import Layout
 from medflow.tracking import Tracker, config_hash, standard_tags, tracked_run
 
 log = logging.getLogger(__name__)
 STUDY = "classics"
 
 
-def gate_hashes(settings: ClassicsSettings, data_root: Path) -> dict[str, str]:
+def gate_hashes(settings: ClassicsSettings, layout: Layout) -> dict[str, str]:
     """Content hash of each prepared gate dataset, after checking it holds that gate's table."""
     hashes = {}
     for gate, name in settings.datasets.items():
-        ds = PreparedDataset.open(data_root / name)
+        ds = PreparedDataset.open(layout.prepared(name))
         train = ds.load("train")
         if not (
             np.array_equal(train.x, gate_table()) and np.array_equal(train.y, gate_targets(gate))
@@ -54,15 +55,14 @@ def _log_series(tracker: Tracker, run_id: str, name: str, values: list[float]) -
 def run_classics_stage(
     settings: ClassicsSettings,
     tracking: TrackingConfig,
-    data_root: Path,
-    results: Path,
+    layout: Layout,
     out: Path,
 ) -> dict[str, Any]:
     cfg = ClassicsConfig.from_dict(settings.params)
-    hashes = gate_hashes(settings, data_root)
+    hashes = gate_hashes(settings, layout)
     xor = xor_experiment(cfg)
     doc = run_classics(cfg, xor)
-    tracker = Tracker.for_results(results, tracking.uri)
+    tracker = Tracker.for_results(layout.results, tracking.uri)
     experiment = tracking.experiment(STUDY)
     cfg_hash = config_hash(settings.params)
     all_hashes = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()[:16]
