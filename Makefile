@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: run test lint dag bench ui
+.PHONY: run test lint dag bench ui system-packages
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ $(INSTALLED): pyproject.toml
 run: $(INSTALLED)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES)
 
-test: $(INSTALLED)
+# Debian packages for the browser, SLURM and PostgreSQL tests (root + apt-get only;
+# elsewhere those tests skip and say why).
+system-packages:
+	bash tests/system/install-packages.sh
+
+test: $(INSTALLED) system-packages
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
 lint: $(INSTALLED)
