@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from medflow.config import (
 )
 from medflow.errors import MedflowError
 from medflow.layout import Layout
+from medflow.progress import ThrottledProgressFilter, TqdmProgressHandler
 
 log = logging.getLogger("medflow")
 DEFAULT_CONFIG = "config/config.yaml"
@@ -179,6 +181,20 @@ def cmd_report(args: argparse.Namespace) -> None:
     build_report(cfg, layout, out, config_text=yaml.safe_dump(raw, sort_keys=False))
 
 
+def _gpu_slot(args: argparse.Namespace) -> AbstractContextManager[str | None]:
+    """A GPU of its own for a training command (see medflow.gpu_slots), held until it ends."""
+    if not getattr(args, "uses_gpu", False):
+        return nullcontext()
+    from medflow.gpu_slots import claim_gpu_slot
+
+    return claim_gpu_slot(args.gpu_lock_dir or Path(args.results) / ".gpu_slots")
+
+
+def _gpu_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu-lock-dir", help="GPU slot lock files (default <results>/.gpu_slots)")
+    parser.set_defaults(uses_gpu=True)
+
+
 def _stage_parser(sub, name: str, help_text: str, func) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text)
     parser.add_argument("--study", required=True, help="study name in the config")
@@ -217,15 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     pretrain = _stage_parser(sub, "pretrain", "pretrain one backbone", cmd_pretrain)
     pretrain.add_argument("--activation", required=True)
+    _gpu_options(pretrain)
     _stage_parser(
         sub, "sweep-init", "create the Optuna study and MLflow parent run", cmd_sweep_init
     )
     worker = _stage_parser(sub, "sweep-worker", "pull and run trials", cmd_sweep_worker)
     worker.add_argument("--worker", default="0", help="worker name, for logs and tags")
+    _gpu_options(worker)
     _stage_parser(sub, "sweep-best", "write best_params.json and trials.csv", cmd_sweep_best)
     refine = _stage_parser(sub, "refine", "retrain the best configuration", cmd_refine)
     refine.add_argument("--mode", required=True, choices=["finetune", "linear_probe", "scratch"])
     refine.add_argument("--seed", required=True, type=int)
+    _gpu_options(refine)
     _stage_parser(sub, "evaluate", "test-split metrics of every refine run", cmd_evaluate)
 
     report = sub.add_parser("report", help="the self-contained HTML report")
@@ -237,28 +256,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(verbose: bool, log_file: str | None) -> None:
+def configure_logging(verbose: bool, log_file: str | None, interactive: bool | None = None) -> None:
+    """A log file gets every record (one line per epoch); the terminal gets tqdm bars when
+    interactive, else warnings plus a progress line per task at most every 30 s."""
     level = logging.DEBUG if verbose else logging.INFO
-    terminal = logging.StreamHandler(sys.stderr)
-    handlers: list[logging.Handler] = [terminal]
+    interactive = sys.stderr.isatty() if interactive is None else interactive
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    terminal: logging.Handler
+    if log_file:
+        terminal = logging.StreamHandler(sys.stderr)
+        terminal.addFilter(ThrottledProgressFilter(interval_s=30.0))
+    elif interactive:
+        terminal = TqdmProgressHandler(sys.stderr)
+    else:
+        terminal = logging.StreamHandler(sys.stderr)
+    handlers = [terminal]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
-        terminal.setLevel(logging.WARNING)  # the file has everything; keep terminals quiet
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=handlers,
-        force=True,
-    )
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=handlers, force=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.log)
     try:
-        args.func(args)
+        with _gpu_slot(args):
+            args.func(args)
     except MedflowError as exc:
         if args.log:
             log.debug("failed: %s", exc)  # keep the reason in the job's log file too

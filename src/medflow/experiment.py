@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +13,9 @@ matplotlib.use("Agg")  # figures are files here, never windows
 import matplotlib.pyplot as plt
 
 from medflow.models import Classifier
+from medflow.progress import EpochProgress
 from medflow.tracking import Tracker, mark_run_failed, tracked_run
-from medflow.train import Result, RunConfig, TrainData, train
+from medflow.train import EpochTracker, Result, RunConfig, TrainData, train
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,29 @@ class MlflowEpochLogger:
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self.tracker.log_metrics(self.run_id, metrics, step=epoch)
+
+
+@dataclass
+class EpochFanOut:
+    """Passes each epoch's metrics to several trackers (MLflow and progress)."""
+
+    trackers: Sequence[EpochTracker]
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        for tracker in self.trackers:
+            tracker.log_epoch(epoch, metrics)
+
+
+def progress_label(run_name: str, tags: Mapping[str, str]) -> str:
+    study = tags.get("study")
+    return f"{study} {run_name}" if study else run_name
+
+
+def finish_progress(progress: EpochProgress, result: Result) -> None:
+    if result.status == "diverged":
+        progress.finish(f"diverged: {result.reason}")
+    else:
+        progress.finish(f"stopped early; best epoch {result.best_epoch}")
 
 
 def learning_curve_figure(result: Result, title: str = "") -> plt.Figure:
@@ -77,14 +101,16 @@ def tracked_training(
     with tracked_run(tracker, experiment, run_name, tags, parent_run_id) as run_id:
         tracker.log_params(run_id, {**run.to_dict(), "dataset_hash": data.dataset_hash})
         tracker.log_dict(run_id, run.to_dict(), "config.json")
+        progress = EpochProgress(progress_label(run_name, tags), run.train.epochs)
         result = train(
             run,
             data,
-            MlflowEpochLogger(tracker, run_id),
+            EpochFanOut([MlflowEpochLogger(tracker, run_id), progress]),
             model=model,
             checkpoint=checkpoint,
             on_epoch=on_epoch,
         )
+        finish_progress(progress, result)
         if result.best_epoch:
             tracker.log_metrics(run_id, summary_metrics(result), step=result.best_epoch)
         if result.history:

@@ -53,10 +53,12 @@ from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner
 from optuna.samplers import TPESampler
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from medflow.errors import ConfigError, MedflowError
 from medflow.io import atomic_write_bytes, write_json_atomic
+from medflow.progress import TrialProgress
 from medflow.strict import reject_unknown_keys
 from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs, tracked_run
 
@@ -596,6 +598,7 @@ def run_worker(
     me = _Process.current()
     _end_orphaned_runs(study, tracker, experiment, parent)
     finished = consecutive_failures = 0
+    progress = TrialProgress(f"sweep {study_name}", cfg.n_trials, cfg.workers)
     while True:
         claim = _claim(study, cfg, sweep_dir, me, worker)
         if claim.recovered:
@@ -631,6 +634,7 @@ def run_worker(
         finally:
             heartbeat.unlink(missing_ok=True)
         _log_line(trial, outcome, time.monotonic() - started, worker)
+        _report_progress(study, progress)
         if outcome.state in FINISHED:
             finished += 1
             consecutive_failures = 0
@@ -643,6 +647,18 @@ def run_worker(
                 ) from outcome.error
     _log.info("worker %s: budget of %d trials reached; ran %d", worker, cfg.n_trials, finished)
     return finished
+
+
+def _report_progress(study: optuna.Study, progress: TrialProgress) -> None:
+    """The whole study's finished trials, best value and ETA, from any worker."""
+    done = study.get_trials(deepcopy=False, states=FINISHED)
+    values = [t.value for t in done if t.state == TrialState.COMPLETE and t.value is not None]
+    best = None
+    if values:
+        best = max(values) if study.direction == StudyDirection.MAXIMIZE else min(values)
+    durations = [d for t in done if (d := _duration_s(t)) is not None]
+    mean_s = sum(durations) / len(durations) if durations else None
+    progress.update(len(done), best, mean_s)
 
 
 def _log_line(trial: optuna.Trial, outcome: _Outcome, seconds: float, worker: str) -> None:

@@ -413,7 +413,7 @@ def train(
             )
         if tracker is not None:
             tracker.log_epoch(epoch, metrics)
-        log.info(
+        log.debug(  # the progress record (medflow.progress) is the per-epoch line
             "epoch %d/%d train_loss %.4f %s %.4f (%.2fs)",
             epoch,
             cfg.epochs,

@@ -15,9 +15,10 @@ import optuna
 from medflow.config import StudyConfig, TrackingConfig
 from medflow.data.prepared import PreparedDataset
 from medflow.errors import MedflowError
-from medflow.experiment import MlflowEpochLogger
+from medflow.experiment import EpochFanOut, MlflowEpochLogger, finish_progress
 from medflow.layout import Layout
 from medflow.optim import n_outputs_for
+from medflow.progress import EpochProgress
 from medflow.stages.common import MODEL_FILE, read_run_id, run_config
 from medflow.sweep import SearchSpace, SweepConfig, init_sweep, run_worker, suggest, summarize
 from medflow.tracking import Tracker, config_hash, flatten, standard_tags
@@ -93,7 +94,14 @@ def make_objective(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
-        result = train(run, data, MlflowEpochLogger(tracker, run_id), model=model, on_epoch=report)
+        progress = EpochProgress(f"{study.name} trial {trial.number}", run.train.epochs)
+        epoch_trackers = EpochFanOut([MlflowEpochLogger(tracker, run_id), progress])
+        try:
+            result = train(run, data, epoch_trackers, model=model, on_epoch=report)
+        except optuna.TrialPruned as exc:
+            progress.finish(str(exc))
+            raise
+        finish_progress(progress, result)
         if result.status == "diverged":
             # A diverged configuration is a bad one, not a broken trial: prune, do not retry.
             tracker.set_tags(run_id, {"diverged": result.reason or "yes"})
