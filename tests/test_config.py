@@ -107,6 +107,7 @@ def test_every_object_rejects_unknown_keys():
             "datasets.d.split.val_fraction",
         ),
         ("datasetz: {}\n", "unknown key 'datasetz' (did you mean 'datasets'?)"),
+        ("datasets: {}\ntracking: {ui_url: 'localhost:5000'}\n", "tracking.ui_url"),
     ],
 )
 def test_violations_name_file_key_and_expectation(tmp_path, text, expected):

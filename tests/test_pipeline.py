@@ -21,6 +21,7 @@ from tests.report_checks import assert_report_complete
 
 pytestmark = pytest.mark.slow
 
+UI_URL = "http://127.0.0.1:5000"
 FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
@@ -42,6 +43,7 @@ def tiny_config(
             },
         },
         "classics": {"enabled": False},
+        "tracking": {"ui_url": UI_URL},
         "studies": {
             "tiny": {
                 "target": "digits",
@@ -141,7 +143,9 @@ def test_whole_dag_logs_nested_runs_tags_and_test_metrics(tmp_path):
     assert trials_csv["state"].isin(["COMPLETE", "PRUNED"]).sum() == 4
     for name in ("confusion.png", "roc.png"):
         assert (tmp_path / "results/evaluate/tiny" / name).stat().st_size > 1000
-    assert_report_complete(tmp_path / "results/report/index.html", ["tiny"], classics=False)
+    report = tmp_path / "results/report/index.html"
+    assert_report_complete(report, ["tiny"], classics=False)
+    assert f'href="{UI_URL}/#/experiments/' in report.read_text()  # run ids link into the UI
 
 
 def test_four_workers_share_one_study_and_store_without_losing_trials(tmp_path):

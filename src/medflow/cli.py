@@ -178,7 +178,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         cfg = MedflowConfig.from_validated(raw, args.config)
     layout = Layout(Path(args.results))
     out = Path(args.out) if args.out else layout.report()
-    build_report(cfg, layout, out, config_text=yaml.safe_dump(raw, sort_keys=False))
+    build_report(
+        cfg,
+        layout,
+        out,
+        config_text=yaml.safe_dump(raw, sort_keys=False),
+        mlflow_ui_url=cfg.tracking.ui_url,
+    )
 
 
 def _gpu_slot(args: argparse.Namespace) -> AbstractContextManager[str | None]:

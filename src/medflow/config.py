@@ -186,6 +186,7 @@ class DatasetConfig:
 class TrackingConfig:
     uri: str | None
     experiment_prefix: str
+    ui_url: str | None = None
 
     def experiment(self, study: str) -> str:
         return f"{self.experiment_prefix}/{study}"

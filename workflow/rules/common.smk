@@ -31,6 +31,12 @@ wildcard_constraints:
     worker=r"\d+",
 
 
+def job_tracking():
+    """The tracking section minus ui_url: only the report uses it, so changing it
+    re-runs no training."""
+    return {k: v for k, v in config["tracking"].items() if k != "ui_url"}
+
+
 def medflow_cli(wildcards):
     """medflow under Snakemake's own interpreter: no activated environment needed."""
     return f"{shlex.quote(sys.executable)} -m medflow"
@@ -71,7 +77,7 @@ def classics_inputs(wildcards):
 
 def classics_spec(wildcards):
     return json.dumps(
-        {"classics": config["classics"], "tracking": config["tracking"]}, sort_keys=True
+        {"classics": config["classics"], "tracking": job_tracking()}, sort_keys=True
     )
 
 
@@ -82,7 +88,7 @@ def stage_spec(stage):
         study = config["studies"][wildcards.study]
         sections = {key: study[key] for key in STAGE_SECTIONS[stage]}
         return json.dumps(
-            {"study": sections, "tracking": config["tracking"]}, sort_keys=True
+            {"study": sections, "tracking": job_tracking()}, sort_keys=True
         )
 
     return spec
