@@ -541,7 +541,8 @@ def _heatmap(study: StudyConfig, trials: pd.DataFrame, metric: str, lower: bool)
     fig = Figure(figsize=(1.6 + 1.3 * len(cols), 1.2 + 0.5 * len(rows)), layout="constrained")
     ax = fig.add_subplot()
     cmap = colormaps["viridis_r" if lower else "viridis"].with_extremes(bad="white")
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto")
+    vmin, vmax, extend = _robust_limits(values[np.isfinite(values)], lower)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(cols)), cols)
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("activation")
@@ -560,13 +561,23 @@ def _heatmap(study: StudyConfig, trials: pd.DataFrame, metric: str, lower: bool)
                     bbox={"facecolor": "white", "alpha": 0.6, "lw": 0, "pad": 1},
                 )
     label = f"{metric} ({'lower' if lower else 'higher'} is better)"
-    fig.colorbar(image, ax=ax, label=label)
+    fig.colorbar(image, ax=ax, label=label, extend=extend)
     caption = (
         f"Best {metric} over completed and pruned trials per cell (the "
         f"{'lowest' if lower else 'highest'} value; a pruned trial counts with the last value it "
         "reported). Blank cells: no trial."
     )
     return _figure(fig, caption, f"heatmap of best {metric}")
+
+
+def _robust_limits(finite: np.ndarray, lower: bool) -> tuple[float, float, str]:
+    """Colour limits that one diverged cell (a loss of 24 beside 0.07) cannot wash out:
+    the worst quarter of cells saturates; the annotations keep the exact values."""
+    if finite.size < 4:
+        return float(finite.min()), float(finite.max()), "neither"
+    if lower:
+        return float(finite.min()), float(np.quantile(finite, 0.75)), "max"
+    return float(np.quantile(finite, 0.25)), float(finite.max()), "min"
 
 
 def _importances(study: StudyConfig, folder: Path) -> str:
