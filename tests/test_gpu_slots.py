@@ -172,6 +172,7 @@ def test_counting_devices_leaves_cuda_uninitialised():
 @pytest.mark.parametrize("command", ["pretrain", "sweep-worker", "refine"])
 def test_training_commands_claim_a_gpu_under_the_results_folder(command, tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.delenv("MEDFLOW_GPU_LOCK_DIR", raising=False)
     extra = {"pretrain": ["--activation", "relu"], "refine": ["--mode", "scratch", "--seed", "0"]}
     argv = [command, "--study", "s", "--results", str(tmp_path / "res"), *extra.get(command, [])]
     with _gpu_slot(build_parser().parse_args(argv)) as device:
@@ -181,6 +182,11 @@ def test_training_commands_claim_a_gpu_under_the_results_folder(command, tmp_pat
     with _gpu_slot(custom) as device:
         assert device == "2"
         assert list((tmp_path / "elsewhere").glob("*.gpu2.lock"))
+    # One folder for every workflow on the machine, through the environment Snakemake passes on.
+    monkeypatch.setenv("MEDFLOW_GPU_LOCK_DIR", str(tmp_path / "machine"))
+    with _gpu_slot(build_parser().parse_args(argv)) as device:
+        assert device == "2"
+        assert list((tmp_path / "machine").glob("*.gpu2.lock"))
 
 
 def test_other_commands_leave_the_gpus_alone(tmp_path, monkeypatch):

@@ -191,13 +191,16 @@ def _gpu_slot(args: argparse.Namespace) -> AbstractContextManager[str | None]:
     """A GPU of its own for a training command (see medflow.gpu_slots), held until it ends."""
     if not getattr(args, "uses_gpu", False):
         return nullcontext()
-    from medflow.gpu_slots import claim_gpu_slot
+    from medflow.gpu_slots import claim_gpu_slot, default_lock_dir
 
-    return claim_gpu_slot(args.gpu_lock_dir or Path(args.results) / ".gpu_slots")
+    return claim_gpu_slot(args.gpu_lock_dir or default_lock_dir(Path(args.results)))
 
 
 def _gpu_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gpu-lock-dir", help="GPU slot lock files (default <results>/.gpu_slots)")
+    parser.add_argument(
+        "--gpu-lock-dir",
+        help="GPU slot lock files (default $MEDFLOW_GPU_LOCK_DIR, else <results>/.gpu_slots)",
+    )
     parser.set_defaults(uses_gpu=True)
 
 

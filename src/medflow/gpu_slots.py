@@ -33,11 +33,12 @@ from typing import IO
 
 from medflow.errors import MedflowError
 
-__all__ = ["GpuSlotTimeout", "claim_gpu_slot", "visible_gpus"]
+__all__ = ["GpuSlotTimeout", "claim_gpu_slot", "default_lock_dir", "visible_gpus"]
 
 _log = logging.getLogger(__name__)
 
 ENV = "CUDA_VISIBLE_DEVICES"
+LOCK_DIR_ENV = "MEDFLOW_GPU_LOCK_DIR"
 DEFAULT_TIMEOUT_S = 1800.0
 _COUNT_TIMEOUT_S = 120
 
@@ -89,6 +90,12 @@ def visible_gpus() -> list[str]:
             return []
         return devices
     return [str(i) for i in range(_physical_gpu_count())]
+
+
+def default_lock_dir(results: Path) -> Path:
+    """``$MEDFLOW_GPU_LOCK_DIR`` (one folder for every workflow on the machine), else
+    ``<results>/.gpu_slots`` (jobs of workflows with other results folders do not see these)."""
+    return Path(os.environ.get(LOCK_DIR_ENV) or Path(results) / ".gpu_slots")
 
 
 def _lock_path(lock_dir: Path, device: str) -> Path:

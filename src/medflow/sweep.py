@@ -203,7 +203,9 @@ def _storage(cfg: SweepConfig, sweep_dir: Path) -> BaseStorage | str:
         return RDBStorage(
             cfg.storage, engine_kwargs={"connect_args": {"timeout": _SQLITE_TIMEOUT_S}}
         )
-    return cfg.storage
+    # A server (PostgreSQL, MySQL) may drop a pooled connection while a long trial trains;
+    # test it on checkout rather than failing the trial's tell.
+    return RDBStorage(cfg.storage, engine_kwargs={"pool_pre_ping": True})
 
 
 def _pruner(cfg: SweepConfig) -> BasePruner:

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 import mlflow
 import mlflow.artifacts
-from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.entities import LoggedModel, Metric, Param, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import (
     MAX_METRICS_PER_BATCH,
@@ -479,17 +479,33 @@ class Tracker:
             _log.exception("could not mark logged model %s FAILED", model_id)
 
     def load_torch_model(self, run_id: str, name: str = "model") -> torch.nn.Module:
-        """Load a model logged by ``log_torch_model`` from this tracker's store (not the global)."""
+        """Load a model logged by ``log_torch_model`` from this tracker's store (not the global).
+
+        Not through ``runs:/<run_id>/<name>``: MLflow resolves the LoggedModel behind that URI
+        with a client on the *global* tracking URI (``ModelsArtifactRepository``), which is
+        another store (a tracking server, or a new ./mlflow.db) unless $MLFLOW_TRACKING_URI
+        happens to name this one. The run's model outputs name the model explicitly.
+        """
         import mlflow.pytorch
 
+        location = self._logged_model(run_id, name).artifact_location
         with tempfile.TemporaryDirectory() as tmp:
             local = self.call(
                 mlflow.artifacts.download_artifacts,
-                artifact_uri=f"runs:/{run_id}/{name}",
+                artifact_uri=location,
                 dst_path=tmp,
                 tracking_uri=self.tracking_uri,
             )
             return mlflow.pytorch.load_model(local)
+
+    def _logged_model(self, run_id: str, name: str) -> LoggedModel:
+        """The newest READY model called ``name`` among the run's model outputs."""
+        outputs = self.get_run(run_id).outputs
+        for output in reversed(outputs.model_outputs if outputs else []):
+            model = self.call(self.client.get_logged_model, output.model_id)
+            if model.name == name and str(model.status) == "READY":
+                return model
+        raise MlflowException(f"run {run_id} has no logged model named {name!r}")
 
 
 # --------------------------------------------------------------------------- run lifecycle
