@@ -35,8 +35,8 @@ dag: $(INSTALLED)
 	$(BIN)/snakemake -n --profile workflow/profiles/default
 
 bench: $(INSTALLED)
-	$(BIN)/python -m bench.bench_training
+	$(BIN)/python -m bench
 
 # The MLflow UI for this project's store, on this machine only.
 ui: $(INSTALLED)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath results/mlflow.db) --host 127.0.0.1 --port $(or $(PORT),5000) --workers 1
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath results/mlflow.db) --host 127.0.0.1 --port $(or $(PORT),5000) --workers 1

@@ -4,6 +4,18 @@ rule evaluate:
         target=target_meta,
     output:
         metrics=str(LAYOUT.evaluate("{study}") / "metrics.json"),
+        confusion=report(
+            str(LAYOUT.evaluate("{study}") / "confusion.png"),
+            caption="../report/confusion.rst",
+            category="Evaluation",
+            subcategory="{study}",
+        ),
+        roc=report(
+            str(LAYOUT.evaluate("{study}") / "roc.png"),
+            caption="../report/roc.rst",
+            category="Evaluation",
+            subcategory="{study}",
+        ),
     log:
         str(LAYOUT.logs() / "evaluate" / "{study}.log"),
     params:
