@@ -1,0 +1,248 @@
+"""Workflow overhead: a ``snakemake`` run's wall time over the training time it recorded.
+
+The run uses ``bench/workflow_config.yaml`` (``--cores 1``, so the wall time is the sum of its
+jobs plus Snakemake's own work). Training time is the sum of every run's ``epoch_time_s``
+history in the run's MLflow store: what ``train()`` spent in its epochs. The rest is fixed
+cost, measured here per job in fresh interpreters, as a job pays it:
+
+- ``interpreter``: ``python -c pass``;
+- ``imports``: what a training job imports (``medflow.cli``, ``medflow.stages.sweep``,
+  ``medflow.stages.refine``), attributed to top-level packages with ``-X importtime``;
+- ``store_open``: ``Tracker`` on an existing SQLite store (first client of the process);
+- ``store_migration``: ``Tracker`` on a new store (MLflow's schema migration), once per store;
+- ``run_records``: ``start_run`` + ``log_params`` + learning-curve figure + ``log_torch_model``
+  + ``end_run``, what ``tracked_training`` adds to a refine/pretrain job;
+- ``dag_build``: ``snakemake -n`` on the config (Snakemake pays it once per invocation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.common import Options, row, write_json
+from medflow.config import load_config
+
+GOAL = "<= 1.25"
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CONFIG = Path(__file__).with_name("workflow_config.yaml")
+JOB_IMPORTS = "medflow.cli, medflow.stages.sweep, medflow.stages.refine"
+
+# Runs in a fresh interpreter: the fixed costs of one training job, timed from the inside.
+_JOB_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+import {imports}
+t1 = time.perf_counter()
+from pathlib import Path
+import torch
+from medflow.experiment import learning_curve_figure
+from medflow.models import ModelConfig
+from medflow.optim import OptimConfig
+from medflow.tracking import Tracker
+from medflow.train import RunConfig, TrainConfig, TrainData, train
+uri, art = sys.argv[1], Path(sys.argv[2])
+t2 = time.perf_counter()
+tracker = Tracker(uri, art)
+t3 = time.perf_counter()
+x, y = torch.randn(96, 1, 8, 8), torch.arange(96) % 2
+data = TrainData("binary", 2, x[:64], y[:64], x[64:], y[64:])
+run = RunConfig(ModelConfig(arch="cnn", width=4), OptimConfig(), TrainConfig(epochs=2))
+result = train(run, data)
+t4 = time.perf_counter()
+run_id = tracker.start_run("probe", "probe", {{"stage": "probe"}})
+tracker.log_params(run_id, run.to_dict())
+tracker.log_figure(run_id, learning_curve_figure(result), "learning_curve.png")
+tracker.log_torch_model(run_id, result.model, data.x_val[:2].numpy())
+tracker.end_run(run_id)
+t5 = time.perf_counter()
+print(json.dumps({{"imports": t1 - t0, "store_open": t3 - t2, "run_records": t5 - t4}}))
+"""
+_MIGRATION_PROBE = """
+import json, sys, time
+from medflow.tracking import Tracker
+t0 = time.perf_counter()
+Tracker(sys.argv[1])
+print(json.dumps({"store_migration": time.perf_counter() - t0}))
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _wall(cmd: list[str], cwd: Path | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return seconds, done
+
+
+def _probe(code: str, *args: str) -> dict[str, float]:
+    _, done = _wall([sys.executable, "-c", code, *args])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def import_profile(modules: str) -> dict[str, Any]:
+    """``import {modules}`` under ``-X importtime``: total, per top-level package, slowest."""
+    _, done = _wall([sys.executable, "-X", "importtime", "-c", f"import {modules}"])
+    per_package: dict[str, float] = defaultdict(float)
+    per_module: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s*(\S+)", line)
+        if match:
+            seconds = int(match.group(1)) / 1e6
+            per_module[match.group(3)] = seconds
+            per_package[match.group(3).split(".")[0]] += seconds
+    top = sorted(per_package.items(), key=lambda kv: -kv[1])
+    slowest = sorted(per_module.items(), key=lambda kv: -kv[1])[:3]
+    return {
+        "total_s": sum(per_package.values()),
+        "by_package": dict(top[:12]) | {"(all others)": sum(v for _, v in top[12:])},
+        "slowest_modules_self_s": dict(slowest),
+    }
+
+
+def _snakemake(workdir: Path, *args: str) -> list[str]:
+    return [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(CONFIG),
+        *args,
+    ]
+
+
+def recorded_training_seconds(results: Path) -> dict[str, Any]:
+    """Sum of every run's ``epoch_time_s`` history in the run's store, and the run count."""
+    from medflow.tracking import Tracker
+
+    tracker = Tracker.for_results(results)
+    client = tracker.client
+    total, runs, epochs = 0.0, 0, 0
+    for experiment in client.search_experiments():
+        for found in client.search_runs([experiment.experiment_id], max_results=10000):
+            history = client.get_metric_history(found.info.run_id, "epoch_time_s")
+            runs += 1
+            epochs += len(history)
+            total += sum(m.value for m in history)
+    return {"train_seconds": total, "runs": runs, "epochs": epochs}
+
+
+def fixed_costs(repeats: int, workdir: Path) -> dict[str, Any]:
+    store = workdir / "probe-store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    costs: dict[str, Any] = {}
+    costs["store_migration"] = _probe(_MIGRATION_PROBE, uri)["store_migration"]
+    interpreter = [_wall([sys.executable, "-c", "pass"])[0] for _ in range(max(3, repeats))]
+    jobs = [
+        _probe(_JOB_PROBE.format(imports=JOB_IMPORTS), uri, str(store / "art"))
+        for _ in range(repeats)
+    ]
+    costs["interpreter"] = statistics.median(interpreter)
+    for key in ("imports", "store_open", "run_records"):
+        costs[key] = statistics.median(j[key] for j in jobs)
+    return costs
+
+
+def run_workflow(workdir: Path) -> dict[str, Any]:
+    run_dir = workdir / "run"
+    run_dir.mkdir()
+    dag_build, dry = _wall(_snakemake(run_dir, "-n"))
+    jobs = int(re.search(r"^total\s+(\d+)", dry.stdout, re.MULTILINE).group(1))
+    wall, _ = _wall(_snakemake(run_dir, "--cores", "1", "--quiet"))
+    return {
+        "wall_s": wall,
+        "jobs": jobs,
+        "dag_build_s": dag_build,
+        **recorded_training_seconds(run_dir / "results"),
+    }
+
+
+def bench(options: Options) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="medflow-bench-workflow-") as tmp:
+        workdir = Path(tmp)
+        if options.quick:  # checks the config and one probe, runs no workflow
+            load_config(CONFIG)
+            interpreter = _wall([sys.executable, "-c", "pass"])[0]
+            return {"fixed_costs_s": {"interpreter": interpreter}}
+        costs = fixed_costs(3, workdir)
+        imports = {"job": import_profile(JOB_IMPORTS), "snakemake": import_profile("snakemake.cli")}
+        run = run_workflow(workdir)
+    costs["dag_build"] = run["dag_build_s"]
+    overhead = run["wall_s"] - run["train_seconds"]
+    per_job = (
+        costs["interpreter"] + costs["imports"] + costs["store_open"]
+    )  # every job; run_records only for tracked trainings, migration and DAG once
+    return {
+        "config": str(CONFIG.relative_to(REPO)),
+        "cores": 1,
+        "workflow": run,
+        "ratio_wall_over_training": run["wall_s"] / run["train_seconds"],
+        "overhead_s": overhead,
+        "overhead_per_job_s": overhead / run["jobs"],
+        "fixed_costs_s": costs,
+        "fixed_per_job_s": per_job,
+        "import_profiles": imports,
+        "training_s_per_job_for_goal": overhead / run["jobs"] / 0.25,
+    }
+
+
+def _dominant(costs: dict[str, float]) -> str:
+    return max(
+        ("interpreter", "imports", "store_open", "run_records"), key=lambda k: costs.get(k, 0.0)
+    )
+
+
+def run(options: Options) -> list[dict[str, Any]]:
+    result = bench(options)
+    costs = result["fixed_costs_s"]
+    if options.quick:
+        rows = [row("workflow: snakemake wall / recorded training", None, GOAL, "quick: not run")]
+    else:
+        packages = ", ".join(
+            f"{name} {seconds:.1f}"
+            for name, seconds in list(result["import_profiles"]["job"]["by_package"].items())[:4]
+        )
+        snakemake = result["import_profiles"]["snakemake"]
+        module, self_s = next(iter(snakemake["slowest_modules_self_s"].items()))
+        run_info = result["workflow"]
+        note = (
+            f"{run_info['jobs']} jobs, wall {run_info['wall_s']:.0f} s, training "
+            f"{run_info['train_seconds']:.1f} s; per job {result['overhead_per_job_s']:.1f} s "
+            f"overhead: interpreter {costs['interpreter']:.2f}, imports {costs['imports']:.1f} "
+            f"({packages}), store open {costs['store_open']:.2f}, run records "
+            f"{costs['run_records']:.1f}; once: DAG {costs['dag_build']:.1f} (snakemake import "
+            f"{snakemake['total_s']:.1f}, {module} {self_s:.1f} self), migration "
+            f"{costs['store_migration']:.1f}; dominant per job: {_dominant(costs)}"
+        )
+        rows = [
+            row(
+                "workflow: snakemake wall / recorded training",
+                result["ratio_wall_over_training"],
+                GOAL,
+                note,
+            )
+        ]
+    write_json(
+        "workflow_overhead",
+        {"description": __doc__, "quick": options.quick, "goal": GOAL, **result, "rows": rows},
+        options.out_dir,
+    )
+    return rows
