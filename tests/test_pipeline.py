@@ -3,7 +3,6 @@ four concurrent sweep workers, and resume after the workflow is killed."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,13 +10,12 @@ import time
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import pytest
 import yaml
 
-from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
+from medflow.tracking import Tracker, find_runs
 from tests.conftest import BIN, REPO, path_without_venv, run_snakemake
-from tests.report_checks import assert_report_complete
+from tests.pipeline_checks import assert_tiny_dag_results
 
 pytestmark = pytest.mark.slow
 
@@ -102,50 +100,9 @@ def test_whole_dag_logs_nested_runs_tags_and_test_metrics(tmp_path):
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     print(f"tiny DAG wall time: {elapsed:.1f}s")
-
-    tracker = Tracker.for_results(tmp_path / "results")
-    runs = find_runs(tracker, "medflow/tiny")
-    assert not [r for r in runs if r.info.status == "RUNNING"]
-    by_stage: dict[str, list] = {}
-    for run in runs:
-        for tag in ("stage", "study", "dataset_hash", "config_hash", "git_commit"):
-            assert run.data.tags.get(tag), (run.info.run_name, tag)
-        by_stage.setdefault(run.data.tags["stage"], []).append(run)
-    assert len(by_stage["pretrain"]) == 2  # one per activation
-    (parent,) = by_stage["sweep"]
-    trials = by_stage["trial"]
-    assert len(trials) >= 4
-    assert all(t.data.tags[PARENT_RUN_TAG] == parent.info.run_id for t in trials)
-    finished = [t for t in trials if t.data.tags.get("optuna_state") in ("COMPLETE", "PRUNED")]
-    assert sorted(int(t.data.tags["trial_number"]) for t in finished) == sorted(
-        t.number for t in load_study(tmp_path).trials if t.state in FINISHED_STATES
-    )
-    assert len(finished) == 4
-
-    refine = by_stage["refine"]
-    assert len(refine) == 6
-    assert {(r.data.tags["mode"], r.data.tags["seed"]) for r in refine} == {
-        (m, s) for m in ("finetune", "linear_probe", "scratch") for s in ("0", "1")
-    }
-    pretrain_ids = {r.info.run_id for r in by_stage["pretrain"]}
-    for run in refine:
-        assert "test_accuracy" in run.data.metrics and "test_auc_ci_low" in run.data.metrics
-        if run.data.tags["mode"] != "scratch":
-            assert run.data.tags["parent_model_run_id"] in pretrain_ids
-    assert len(by_stage["evaluate"]) == 1
-
-    metrics = json.loads((tmp_path / "results/evaluate/tiny/metrics.json").read_text())
-    assert set(metrics["summary"]) >= {"finetune", "linear_probe", "scratch", "transfer_gain"}
-    assert metrics["summary"]["scratch"]["accuracy"]["n"] == 2
-    best = json.loads((tmp_path / "results/sweeps/tiny/best_params.json").read_text())
-    assert set(best["params"]) >= {"optimizer", "activation", "lr", "freeze"}
-    trials_csv = pd.read_csv(tmp_path / "results/sweeps/tiny/trials.csv")
-    assert trials_csv["state"].isin(["COMPLETE", "PRUNED"]).sum() == 4
-    for name in ("confusion.png", "roc.png"):
-        assert (tmp_path / "results/evaluate/tiny" / name).stat().st_size > 1000
-    report = tmp_path / "results/report/index.html"
-    assert_report_complete(report, ["tiny"], classics=False)
-    assert f'href="{UI_URL}/#/experiments/' in report.read_text()  # run ids link into the UI
+    assert_tiny_dag_results(tmp_path, tiny_config(), load_study(tmp_path))
+    report = (tmp_path / "results/report/index.html").read_text()
+    assert f'href="{UI_URL}/#/experiments/' in report  # run ids link into the UI
 
 
 def test_four_workers_share_one_study_and_store_without_losing_trials(tmp_path):

@@ -1,0 +1,70 @@
+"""What a finished tiny-DAG run must leave behind, whichever executor ran it: MLflow runs
+nested, tagged and complete, the Optuna study consistent with them, the stage outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
+from tests.report_checks import assert_report_complete
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def assert_tiny_dag_results(
+    workdir: Path, config: dict, study: optuna.Study, report: bool = True
+) -> None:
+    """Check the results of ``config`` (a tests.test_pipeline.tiny_config variant, study
+    "tiny") run in ``workdir``; ``report``: the report stage ran too."""
+    spec = config["studies"]["tiny"]
+    n_trials = spec["sweep"]["n_trials"]
+    modes, seeds = spec["refine"]["modes"], [str(s) for s in spec["refine"]["seeds"]]
+
+    tracker = Tracker.for_results(workdir / "results")
+    runs = find_runs(tracker, "medflow/tiny")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    by_stage: dict[str, list] = {}
+    for run in runs:
+        for tag in ("stage", "study", "dataset_hash", "config_hash", "git_commit"):
+            assert run.data.tags.get(tag), (run.info.run_name, tag)
+        by_stage.setdefault(run.data.tags["stage"], []).append(run)
+    assert len(by_stage["pretrain"]) == len(spec["sweep"]["space"]["activations"])
+    (parent,) = by_stage["sweep"]
+    trials = by_stage["trial"]
+    assert len(trials) >= n_trials
+    assert all(t.data.tags[PARENT_RUN_TAG] == parent.info.run_id for t in trials)
+    finished = [t for t in trials if t.data.tags.get("optuna_state") in FINISHED]
+    assert sorted(int(t.data.tags["trial_number"]) for t in finished) == sorted(
+        t.number for t in study.trials if t.state.name in FINISHED
+    )
+    assert len(finished) == n_trials
+
+    refine = by_stage["refine"]
+    assert len(refine) == len(modes) * len(seeds)
+    assert {(r.data.tags["mode"], r.data.tags["seed"]) for r in refine} == {
+        (m, s) for m in modes for s in seeds
+    }
+    pretrain_ids = {r.info.run_id for r in by_stage["pretrain"]}
+    for run in refine:
+        assert "test_accuracy" in run.data.metrics and "test_auc_ci_low" in run.data.metrics
+        if run.data.tags["mode"] != "scratch":
+            assert run.data.tags["parent_model_run_id"] in pretrain_ids
+    assert len(by_stage["evaluate"]) == 1
+
+    evaluated = workdir / "results/evaluate/tiny"
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    gain = ["transfer_gain"] if {"finetune", "scratch"} <= set(modes) else []
+    assert set(metrics["summary"]) >= {*modes, *gain}
+    assert all(metrics["summary"][m]["accuracy"]["n"] == len(seeds) for m in modes)
+    best = json.loads((workdir / "results/sweeps/tiny/best_params.json").read_text())
+    assert set(best["params"]) >= {"optimizer", "activation", "lr", "freeze"}
+    trials_csv = pd.read_csv(workdir / "results/sweeps/tiny/trials.csv")
+    assert trials_csv["state"].isin(FINISHED).sum() == n_trials
+    for name in ("confusion.png", "roc.png"):
+        assert (evaluated / name).stat().st_size > 1000
+    if report:
+        assert_report_complete(workdir / "results/report/index.html", ["tiny"], classics=False)
