@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +37,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, tuple[str, ...]]
     if not args.quick and args.rounds < 5:
         parser.error("--rounds must be >= 5 (medians of fewer rounds are noise); or use --quick")
     rounds = 1 if args.quick else args.rounds
-    return Options(args.quick, rounds, args.threads, args.out), only
+    argv = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "-m", "bench", *argv])
+    return Options(args.quick, rounds, args.threads, args.out, command), only
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "total_seconds": total,
             "rows": rows,
         },
-        options.out_dir,
+        options,
     )
     print()
     print(format_table(rows))

@@ -11,9 +11,7 @@ import json
 import operator
 import os
 import platform
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ class Options:
     rounds: int = 5  # interleaved rounds per ratio (median taken)
     threads: int = 1
     out_dir: Path = OUT_DIR
+    command: str = "python -m bench"  # recorded in every JSON (not pytest's argv in tests)
 
 
 def pin_threads(n: int) -> None:
@@ -161,10 +160,10 @@ def _version(package: str) -> str | None:
         return None
 
 
-def environment() -> dict[str, Any]:
+def environment(command: str) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": shlex.join(getattr(sys, "orig_argv", sys.argv)),
+        "command": command,
         "machine": platform.machine(),
         "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
@@ -177,8 +176,9 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_json(name: str, payload: dict[str, Any], out_dir: Path = OUT_DIR) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.json"
-    path.write_text(json.dumps({"environment": environment(), **payload}, indent=2) + "\n")
+def write_json(name: str, payload: dict[str, Any], options: Options) -> Path:
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    path = options.out_dir / f"{name}.json"
+    document = {"environment": environment(options.command), **payload}
+    path.write_text(json.dumps(document, indent=2) + "\n")
     return path

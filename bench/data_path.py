@@ -356,7 +356,7 @@ def run(options: Options) -> list[dict[str, Any]]:
             "cases": results,
             "rows": rows,
         },
-        options.out_dir,
+        options,
     )
     return rows
 

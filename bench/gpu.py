@@ -247,7 +247,7 @@ def _medflow_train(x: torch.Tensor, y: torch.Tensor, batch: int, quick: bool) ->
 def run(options: Options) -> list[dict[str, Any]]:
     if not torch.cuda.is_available():
         print("gpu: skipped (no CUDA device)")
-        write_json("gpu", {"description": __doc__, **SKIPPED}, options.out_dir)
+        write_json("gpu", {"description": __doc__, **SKIPPED}, options)
         return [row("gpu: ResNet-18 28x28 MedMNIST reference / medflow", None, None, "no GPU")]
     result = bench_gpu(options.quick, options.rounds)
     r28, r224 = result["resnet18_28"], result["resnet18_224"]
@@ -269,6 +269,6 @@ def run(options: Options) -> list[dict[str, Any]]:
     write_json(
         "gpu",
         {"description": __doc__, "quick": options.quick, **result, "rows": rows},
-        options.out_dir,
+        options,
     )
     return rows

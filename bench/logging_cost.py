@@ -188,6 +188,6 @@ def run(options: Options) -> list[dict[str, Any]]:
     write_json(
         "logging_cost",
         {"description": __doc__, "quick": options.quick, "goal": GOAL, **result, "rows": rows},
-        options.out_dir,
+        options,
     )
     return rows

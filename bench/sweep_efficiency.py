@@ -214,6 +214,6 @@ def run(options: Options) -> list[dict[str, Any]]:
     write_json(
         "sweep_efficiency",
         {"description": __doc__, "quick": options.quick, "goal": GOAL, **result, "rows": rows},
-        options.out_dir,
+        options,
     )
     return rows

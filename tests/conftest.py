@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -104,6 +105,20 @@ def _single_thread() -> Iterator[None]:
     collapse when the machine is busy (2 spinning threads under load took 4x longer)."""
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Tests that call ``medflow.cli.main`` in-process bind handlers to pytest's captured
+    stderr, which is closed after the test; put the root logger back as it was."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import yaml
 from medflow.tracking import Tracker, find_runs
 from tests.conftest import BIN, REPO, path_without_venv, run_snakemake
 from tests.pipeline_checks import assert_tiny_dag_results
+from tests.snakemake_report_checks import assert_report_zip_has_every_marked_output
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +94,7 @@ def load_study(tmp_path: Path) -> optuna.Study:
     return optuna.load_study(study_name="tiny", storage=storage)
 
 
-def test_whole_dag_logs_nested_runs_tags_and_test_metrics(tmp_path):
+def test_whole_dag_logs_nested_runs_tags_and_test_metrics_and_reports(tmp_path):
     config = write_config(tmp_path, tiny_config())
     started = time.perf_counter()
     result = run_snakemake("--cores", "2", "--configfile", str(config), workdir=tmp_path)
@@ -103,6 +104,7 @@ def test_whole_dag_logs_nested_runs_tags_and_test_metrics(tmp_path):
     assert_tiny_dag_results(tmp_path, tiny_config(), load_study(tmp_path))
     report = (tmp_path / "results/report/index.html").read_text()
     assert f'href="{UI_URL}/#/experiments/' in report  # run ids link into the UI
+    assert_report_zip_has_every_marked_output(tmp_path, config)
 
 
 def test_four_workers_share_one_study_and_store_without_losing_trials(tmp_path):

@@ -23,10 +23,9 @@ EPOCH_LINE = re.compile(r"unit mlp: epoch (\d+)/4 train_loss=\S+ val_loss=\S+ va
 
 @pytest.fixture
 def terminal(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
-    """What reached sys.stderr (configure_logging binds to pytest's capture); logging is
-    reset afterwards."""
+    """What reached sys.stderr (configure_logging binds to pytest's capture; conftest puts
+    the root logger back afterwards)."""
     yield lambda: capsys.readouterr().err
-    logging.basicConfig(handlers=[logging.NullHandler()], force=True)
 
 
 def _train(tracker: Tracker) -> None:

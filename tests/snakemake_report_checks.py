@@ -1,6 +1,7 @@
 """``snakemake --report report.zip`` after a real (tiny) run of the whole workflow: every
 output marked with ``report()`` is in the zip, byte for byte, under its category, with
-its caption from workflow/report/ rendered (wildcards filled in)."""
+its caption from workflow/report/ rendered (wildcards filled in). Called from the
+whole-DAG test in test_pipeline, which has just made every marked output."""
 
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ import json
 import re
 import time
 import zipfile
-
-import pytest
+from pathlib import Path
 
 from tests.conftest import REPO, run_snakemake
-from tests.test_pipeline import sweep_only_config, write_config
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 # Marked output -> (caption file in workflow/report/, category, subcategory).
 MARKED = {
@@ -25,16 +22,6 @@ MARKED = {
     "results/report/index.html": ("report.rst", "Report", "Other"),
 }
 STUDY_WILDCARD = re.compile(r"\{\{\s*snakemake\.wildcards\.study\s*\}\}")
-
-
-def _smallest_full_config() -> dict:
-    """Every stage that has report() outputs, at the least cost: one sweep worker, two
-    trials, one scratch refine run; no pretraining, no classics."""
-    config = sweep_only_config(1, 2, trial_epochs=2, pruner="none")
-    study = config["studies"]["tiny"]
-    study["train"]["epochs"] = 2
-    study["refine"]["seeds"] = [0]
-    return config
 
 
 def _report_variable(page: str, name: str) -> dict:
@@ -56,17 +43,12 @@ def _expected_caption(caption_file: str, study: str) -> str:
     return _plain(STUDY_WILDCARD.sub(study, source).replace("``", ""))
 
 
-def test_report_zip_has_every_marked_output_with_its_caption(tmp_path):
-    config = write_config(tmp_path, _smallest_full_config())
+def assert_report_zip_has_every_marked_output(workdir: Path, config: Path) -> None:
+    """Run ``snakemake --report`` in the finished workdir and check the zip."""
     started = time.perf_counter()
-    run = run_snakemake("--cores", "2", "--configfile", str(config), workdir=tmp_path)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    print(f"\ntiny run: {time.perf_counter() - started:.1f}s")
-
-    started = time.perf_counter()
-    archive = tmp_path / "report.zip"
+    archive = workdir / "report.zip"
     made = run_snakemake(
-        "--report", str(archive), "--configfile", str(config), workdir=tmp_path, timeout=300
+        "--report", str(archive), "--configfile", str(config), workdir=workdir, timeout=300
     )
     assert made.returncode == 0, made.stdout[-4000:] + made.stderr[-4000:]
     print(f"snakemake --report: {time.perf_counter() - started:.1f}s")
@@ -82,7 +64,7 @@ def test_report_zip_has_every_marked_output_with_its_caption(tmp_path):
             assert entry["caption"].strip(), f"{path} has no caption"
             member = f"report/{entry['data_uri']}"
             assert member in names, (path, member)
-            assert zipped.read(member) == (tmp_path / path).read_bytes(), path
+            assert zipped.read(member) == (workdir / path).read_bytes(), path
 
     for path, (caption_file, category, subcategory) in MARKED.items():
         shown = _plain(html.unescape(re.sub(r"<[^>]+>", "", results[path]["caption"])))
