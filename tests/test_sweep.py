@@ -398,6 +398,32 @@ def test_worker_ends_runs_left_running_after_their_trial_was_told(
     assert run.info.status == "FINISHED" and run.data.tags["optuna_state"] == "COMPLETE"
 
 
+def test_a_told_trial_whose_live_worker_is_still_ending_its_run_is_left_alone(
+    tracker: Tracker, sweep_dir: Path
+) -> None:
+    """Worker A tells the study, then ends the trial's run; a worker starting in between
+    must not take that run for an orphan (it did, and logged a false warning)."""
+    cfg = SweepConfig(n_trials=1, pruner="none", heartbeat_grace_s=60)
+    parent = init(cfg, sweep_dir, tracker)
+    study = open_study(cfg, sweep_dir, STUDY, create=False)
+    trial = study.ask()
+    suggest(trial, SearchSpace.from_dict(SPACE))
+    trial.set_user_attr("worker_host", "another-node")  # judged by its heartbeat only
+    trial.set_user_attr("worker_pid", 1)
+    heartbeat = sweep_dir / "heartbeats" / "trial_0"
+    heartbeat.parent.mkdir()
+    heartbeat.touch()
+    run_id = tracker.start_run(EXPERIMENT, "trial 0", {**TAGS, "trial_number": "0"}, parent)
+    study.tell(trial, 0.5)
+
+    assert work(cfg, sweep_dir, tracker, Quadratic(SPACE)) == 0
+    assert tracker.get_run(run_id).info.status == "RUNNING"
+
+    os.utime(heartbeat, (time.time() - 600,) * 2)  # worker A died before ending the run
+    assert work(cfg, sweep_dir, tracker, Quadratic(SPACE)) == 0
+    assert tracker.get_run(run_id).info.status == "FINISHED"
+
+
 def test_resume_after_sigkill_retries_the_killed_trial_only(
     tracker: Tracker, sweep_dir: Path, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:

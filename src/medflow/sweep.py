@@ -301,6 +301,7 @@ def _heartbeat_interval(grace_s: float) -> float:
 def _fs_now(sweep_dir: Path) -> float:
     """The shared filesystem's clock, which stamped the heartbeats (hosts' clocks may differ)."""
     clock = sweep_dir / HEARTBEAT_DIR / ".clock"
+    clock.parent.mkdir(parents=True, exist_ok=True)
     clock.touch()
     return clock.stat().st_mtime
 
@@ -441,7 +442,6 @@ def _claim(
     study: optuna.Study, cfg: SweepConfig, sweep_dir: Path, me: _Process, worker: str
 ) -> _Claim:
     """Fail dead trials, then start a trial if the budget allows; atomic across workers."""
-    (sweep_dir / HEARTBEAT_DIR).mkdir(parents=True, exist_ok=True)
     with _sweep_lock(sweep_dir):
         fs_now = _fs_now(sweep_dir)
         recovered = []
@@ -464,10 +464,34 @@ def _claim(
         return _Claim(trial, tuple(recovered))
 
 
+def _worker_still_ending(
+    trial: FrozenTrial, sweep_dir: Path, grace_s: float, me: _Process, fs_now: float
+) -> bool:
+    """Whether the worker of a finished trial may still be ending its run: it told the study
+    and removes the heartbeat only after ending the run, so a fresh heartbeat of a live
+    worker means "not orphaned yet"."""
+    attrs = trial.user_attrs
+    if me.owns_pid_of(attrs) and not _alive(
+        int(attrs["worker_pid"]), attrs.get("worker_started", "")
+    ):
+        return False
+    try:
+        age = fs_now - _heartbeat_path(sweep_dir, trial.number).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age <= grace_s
+
+
 def _end_orphaned_runs(
-    study: optuna.Study, tracker: Tracker, experiment: str, parent_run_id: str
+    study: optuna.Study,
+    tracker: Tracker,
+    experiment: str,
+    parent_run_id: str,
+    sweep_dir: Path,
+    grace_s: float,
+    me: _Process,
 ) -> None:
-    """End RUNNING child runs whose trial is over (its worker died before ending the run)."""
+    """End RUNNING child runs whose trial is over and whose worker died before ending them."""
     runs = find_runs(
         tracker,
         experiment,
@@ -476,9 +500,12 @@ def _end_orphaned_runs(
     if not runs:
         return
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    fs_now = _fs_now(sweep_dir)
     for run in runs:
         trial = trials.get(int(run.data.tags.get("trial_number", -1)))
         if trial is None or not trial.state.is_finished():
+            continue
+        if _worker_still_ending(trial, sweep_dir, grace_s, me, fs_now):
             continue
         status = "FINISHED" if trial.state in FINISHED else "KILLED"
         _log.warning("ending orphaned MLflow run %s of trial %d", run.info.run_id, trial.number)
@@ -598,13 +625,14 @@ def run_worker(
     study = open_study(cfg, sweep_dir, study_name, create=False)
     parent = _parent_run_id(study)
     me = _Process.current()
-    _end_orphaned_runs(study, tracker, experiment, parent)
+    orphans = (study, tracker, experiment, parent, sweep_dir, cfg.heartbeat_grace_s, me)
+    _end_orphaned_runs(*orphans)
     finished = consecutive_failures = 0
     progress = TrialProgress(f"sweep {study_name}", cfg.n_trials, cfg.workers)
     while True:
         claim = _claim(study, cfg, sweep_dir, me, worker)
         if claim.recovered:
-            _end_orphaned_runs(study, tracker, experiment, parent)
+            _end_orphaned_runs(*orphans)
         if claim.trial is None:
             break
         trial = claim.trial
