@@ -3,8 +3,8 @@
 ``unavailable_reason()`` says why a cluster cannot be started here (not root, binaries
 missing, a SLURM configuration this module did not write); ``running_cluster()`` starts
 munged (unless one already answers), slurmctld and slurmd, waits until the node is idle
-and stops them again, by PID, on exit. Daemons left by an earlier run (this module's pid
-files) are stopped first. Every wait is bounded. See ../shared/notes/slurm-on-one-machine.md.
+and stops them again, by PID, on exit, removing the slurm.conf it wrote. Daemons left by
+an earlier run (this module's pid files) are stopped first. Every wait is bounded. See ../shared/notes/slurm-on-one-machine.md.
 """
 
 from __future__ import annotations
@@ -240,3 +240,11 @@ def running_cluster(timeout: float = 60) -> Iterator[SlurmCluster]:
         stop_cluster()
         if started_munged:
             _stop(MUNGE_PID, "munged")
+        _remove_config()
+
+
+def _remove_config() -> None:
+    """Remove our slurm.conf: with it and no controller, every `snakemake` start spends ~9 s
+    in the SLURM executor plugin, whose import runs sacct/squeue until they time out."""
+    if CONF.exists() and MARKER in CONF.read_text():
+        CONF.unlink()
