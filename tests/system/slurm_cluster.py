@@ -4,7 +4,8 @@
 missing, a SLURM configuration this module did not write); ``running_cluster()`` starts
 munged (unless one already answers), slurmctld and slurmd, waits until the node is idle
 and stops them again, by PID, on exit, removing the slurm.conf it wrote. Daemons left by
-an earlier run (this module's pid files) are stopped first. Every wait is bounded. See ../shared/notes/slurm-on-one-machine.md.
+an earlier run (this module's pid files) are stopped first. Every wait is bounded.
+See ../shared/notes/slurm-on-one-machine.md.
 """
 
 from __future__ import annotations
