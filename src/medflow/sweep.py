@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -379,18 +380,32 @@ def _alive(pid: int, started: str) -> bool:
     return True
 
 
+def _gone_worker(attrs: Mapping[str, Any], me: _Process) -> int | None:
+    """The pid of the trial's worker if it ran on this host and is gone, else None."""
+    if me.owns_pid_of(attrs):
+        pid = int(attrs["worker_pid"])
+        if not _alive(pid, attrs.get("worker_started", "")):
+            return pid
+    return None
+
+
+def _heartbeat_age(sweep_dir: Path, number: int, fs_now: float) -> float | None:
+    """Seconds since the trial's last heartbeat, or None if it has none."""
+    try:
+        return fs_now - _heartbeat_path(sweep_dir, number).stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 def _stale_reason(
     trial: FrozenTrial, sweep_dir: Path, grace_s: float, me: _Process, fs_now: float
 ) -> str | None:
     """Why a RUNNING trial is dead, or None if it may still be alive."""
-    attrs = trial.user_attrs
-    if me.owns_pid_of(attrs):
-        pid = int(attrs["worker_pid"])
-        if not _alive(pid, attrs.get("worker_started", "")):
-            return f"worker {me.host}:{pid} is gone"
-    try:
-        age = fs_now - _heartbeat_path(sweep_dir, trial.number).stat().st_mtime
-    except FileNotFoundError:
+    pid = _gone_worker(trial.user_attrs, me)
+    if pid is not None:
+        return f"worker {me.host}:{pid} is gone"
+    age = _heartbeat_age(sweep_dir, trial.number, fs_now)
+    if age is None:
         # Killed before its first heartbeat: fall back on its start time (worker's clock).
         if trial.datetime_start is None:
             return None
@@ -470,16 +485,10 @@ def _worker_still_ending(
     """Whether the worker of a finished trial may still be ending its run: it told the study
     and removes the heartbeat only after ending the run, so a fresh heartbeat of a live
     worker means "not orphaned yet"."""
-    attrs = trial.user_attrs
-    if me.owns_pid_of(attrs) and not _alive(
-        int(attrs["worker_pid"]), attrs.get("worker_started", "")
-    ):
+    if _gone_worker(trial.user_attrs, me) is not None:
         return False
-    try:
-        age = fs_now - _heartbeat_path(sweep_dir, trial.number).stat().st_mtime
-    except FileNotFoundError:
-        return False
-    return age <= grace_s
+    age = _heartbeat_age(sweep_dir, trial.number, fs_now)
+    return age is not None and age <= grace_s
 
 
 def _end_orphaned_runs(
@@ -625,14 +634,16 @@ def run_worker(
     study = open_study(cfg, sweep_dir, study_name, create=False)
     parent = _parent_run_id(study)
     me = _Process.current()
-    orphans = (study, tracker, experiment, parent, sweep_dir, cfg.heartbeat_grace_s, me)
-    _end_orphaned_runs(*orphans)
+    end_orphaned_runs = functools.partial(
+        _end_orphaned_runs, study, tracker, experiment, parent, sweep_dir, cfg.heartbeat_grace_s, me
+    )
+    end_orphaned_runs()
     finished = consecutive_failures = 0
     progress = TrialProgress(f"sweep {study_name}", cfg.n_trials, cfg.workers)
     while True:
         claim = _claim(study, cfg, sweep_dir, me, worker)
         if claim.recovered:
-            _end_orphaned_runs(*orphans)
+            end_orphaned_runs()
         if claim.trial is None:
             break
         trial = claim.trial
