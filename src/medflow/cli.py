@@ -126,7 +126,7 @@ def cmd_sweep_init(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep_worker(args: argparse.Namespace) -> None:
-    from medflow.stages.sweep import run_study_worker
+    from medflow.stages.sweep_worker import run_study_worker
 
     study, tracking, layout = _study_context(args)
     run_study_worker(study, tracking, layout, worker=args.worker)
@@ -140,22 +140,18 @@ def cmd_sweep_best(args: argparse.Namespace) -> None:
 
 
 def cmd_refine(args: argparse.Namespace) -> None:
-    from medflow.stages.refine import run_refine
+    from medflow.stages.refine import run_refine_job
 
     study, tracking, layout = _study_context(args)
     if args.mode not in study.modes:
         raise MedflowError(f"study '{study.name}' has no refine mode '{args.mode}'")
-    run_refine(
-        study,
-        args.mode,
-        args.seed,
-        layout.prepared(study.target),
-        layout.sweep(study.name) / "best_params.json",
-        layout.pretrain_root(study.name) if study.pretrain else None,
-        tracking,
-        layout.results,
-        layout.refine(study.name, args.mode, args.seed),
-    )
+    unknown = [seed for seed in args.seeds if seed not in study.seeds]
+    if unknown or len(set(args.seeds)) != len(args.seeds):
+        raise MedflowError(
+            f"--seeds {' '.join(map(str, args.seeds))}: each must be one of study "
+            f"'{study.name}' refine.seeds {list(study.seeds)}, once"
+        )
+    run_refine_job(study, args.mode, args.seeds, tracking, layout)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -252,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     _stage_parser(sub, "sweep-best", "write best_params.json and trials.csv", cmd_sweep_best)
     refine = _stage_parser(sub, "refine", "retrain the best configuration", cmd_refine)
     refine.add_argument("--mode", required=True, choices=["finetune", "linear_probe", "scratch"])
-    refine.add_argument("--seed", required=True, type=int)
+    refine.add_argument(
+        "--seeds", "--seed", required=True, type=int, nargs="+", help="seeds, trained in turn"
+    )
     _gpu_options(refine)
     _stage_parser(sub, "evaluate", "test-split metrics of every refine run", cmd_evaluate)
 

@@ -232,6 +232,7 @@ class StudyConfig:
     modes: tuple[str, ...]
     seeds: tuple[int, ...]
     bootstrap: int
+    seeds_per_job: int | None = None
 
     @classmethod
     def from_validated(cls, name: str, section: Mapping[str, Any]) -> StudyConfig:
@@ -247,11 +248,18 @@ class StudyConfig:
             modes=tuple(section["refine"]["modes"]),
             seeds=tuple(section["refine"]["seeds"]),
             bootstrap=section["evaluate"]["bootstrap"],
+            seeds_per_job=section["refine"]["seeds_per_job"],
         )
 
     @property
     def activations(self) -> tuple[str, ...]:
         return tuple(self.sweep["space"]["activations"])
+
+    @property
+    def seed_batches(self) -> tuple[tuple[int, ...], ...]:
+        """The seeds of each refine job, in config order (``refine.seeds_per_job`` per job)."""
+        size = self.seeds_per_job or len(self.seeds)
+        return tuple(self.seeds[i : i + size] for i in range(0, len(self.seeds), size))
 
     @property
     def workers(self) -> int:

@@ -6,6 +6,7 @@ wildcards as names) and the CLI derives its default paths from it, so both agree
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,10 @@ class Layout:
     def refine(self, study: str, mode: str, seed: int | str) -> Path:
         return self.results / "refine" / study / mode / f"seed{seed}"
 
+    def refine_batch(self, study: str, mode: str, seeds: str) -> Path:
+        """The record of one refine job: ``seeds`` is its seed label, e.g. "0-1-2"."""
+        return self.results / "refine" / study / mode / f"seeds-{seeds}.json"
+
     def evaluate(self, study: str) -> Path:
         return self.results / "evaluate" / study
 
@@ -40,3 +45,8 @@ class Layout:
 
     def logs(self) -> Path:
         return self.results / "logs"
+
+
+def seed_label(seeds: Sequence[int]) -> str:
+    """The file-name label of a batch of seeds: (0, 1, 2) -> "0-1-2"."""
+    return "-".join(str(seed) for seed in seeds)

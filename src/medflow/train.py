@@ -33,6 +33,7 @@ from torch import nn
 from medflow.data.prepared import PreparedDataset
 from medflow.metrics import compute_metrics
 from medflow.models import Classifier, ModelConfig, build_model
+from medflow.monitor import MINIMISED
 from medflow.optim import (
     OptimConfig,
     build_loss,
@@ -46,7 +47,6 @@ from medflow.strict import reject_unknown_keys
 log = logging.getLogger(__name__)
 
 Status = Literal["finished", "diverged"]
-MINIMISED = ("val_loss", "val_mse")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from medflow.config import MedflowConfig, validate_config
-from medflow.layout import Layout
+from medflow.layout import Layout, seed_label
 
 # Fail before any job runs, naming the file and the key; defaults are filled in.
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
@@ -27,7 +27,7 @@ wildcard_constraints:
     study="|".join(sorted(MEDFLOW.studies)) or "^$",
     activation="[a-z_]+",
     mode="finetune|linear_probe|scratch",
-    seed=r"\d+",
+    seeds=r"\d+(-\d+)*",
     worker=r"\d+",
 
 
@@ -130,12 +130,18 @@ def sweep_workers_done(wildcards):
 
 
 def refine_results(wildcards):
+    """The records of every refine job of a study: per mode, one per batch of seeds."""
     study = MEDFLOW.study(wildcards.study)
     return [
-        str(LAYOUT.refine(study.name, mode, seed) / "result.json")
+        str(LAYOUT.refine_batch(study.name, mode, seed_label(seeds)))
         for mode in study.modes
-        for seed in study.seeds
+        for seeds in study.seed_batches
     ]
+
+
+def refine_seed_args(wildcards):
+    """The job's seeds as command-line words: "0-1-2" -> "0 1 2"."""
+    return wildcards.seeds.replace("-", " ")
 
 
 def report_inputs(wildcards):

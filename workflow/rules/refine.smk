@@ -4,17 +4,19 @@ rule refine:
         target=target_meta,
         backbones=refine_backbones,
     output:
-        result=str(LAYOUT.refine("{study}", "{mode}", "{seed}") / "result.json"),
-        run_id=str(LAYOUT.refine("{study}", "{mode}", "{seed}") / "run_id.txt"),
+        # One job per mode and batch of seeds (refine.seeds_per_job); each seed's
+        # model.pt, result.json and run_id.txt go to refine/<study>/<mode>/seed<k>/.
+        runs=str(LAYOUT.refine_batch("{study}", "{mode}", "{seeds}")),
     log:
-        str(LAYOUT.logs() / "refine" / "{study}" / "{mode}_seed{seed}.log"),
+        str(LAYOUT.logs() / "refine" / "{study}" / "{mode}_seeds-{seeds}.log"),
     resources:
         gpu=gpu_request,
         mem_mb=4000,
     params:
         cli=medflow_cli,
+        seeds=refine_seed_args,
         spec=stage_spec("refine"),
         results=results_root,
     shell:
         "{params.cli} --log {log} refine --study {wildcards.study} --mode {wildcards.mode}"
-        " --seed {wildcards.seed} --spec {params.spec:q} --results {params.results}"
+        " --seeds {params.seeds} --spec {params.spec:q} --results {params.results}"

@@ -29,9 +29,10 @@ from medflow.evaluate import (
 )
 from medflow.io import write_json_atomic
 from medflow.layout import Layout
+from medflow.monitor import MINIMISED
 from medflow.stages.common import MODEL_FILE, RESULT_FILE, read_json
 from medflow.tracking import Tracker, config_hash, standard_tags, tracked_run
-from medflow.train import MINIMISED, evaluate_scores
+from medflow.train import evaluate_scores
 from medflow.transfer import load_model_file
 
 log = logging.getLogger(__name__)

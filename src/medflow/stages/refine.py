@@ -1,14 +1,23 @@
-"""Refine the sweep's best configuration on the target: one run per mode and seed."""
+"""Refine the sweep's best configuration on the target: one run per mode and seed.
+
+One job trains a batch of seeds of one mode in turn (``refine.seeds_per_job``): a process
+pays ~8 s of imports and store set-up, more than a small run trains. A seed whose
+result.json records the same inputs is reused, so an interrupted job resumes with the
+seed it was training (from its checkpoint) rather than retraining the finished ones.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from medflow.config import StudyConfig, TrackingConfig
 from medflow.data.prepared import PreparedDataset
 from medflow.experiment import tracked_training
 from medflow.io import atomic_write_bytes, write_json_atomic
+from medflow.layout import Layout, seed_label
 from medflow.optim import n_outputs_for
 from medflow.stages.common import (
     MODEL_FILE,
@@ -57,6 +66,27 @@ def run_refine(
         backbone / MODEL_FILE if backbone else None,
         seed,
     )
+    tracker = Tracker.for_results(results, tracking.uri)
+    inputs_digest = config_hash(
+        {
+            "run": run.to_dict(),
+            "mode": mode,
+            "dataset_hash": data.dataset_hash,
+            "backbone_run_id": parent_model,
+            "sweep_best_run_id": best.get("mlflow_run_id"),
+            "tracking_uri": tracker.tracking_uri,
+        }
+    )
+    done = _finished_result(out_dir, inputs_digest)
+    if done is not None:
+        log.info(
+            "refine %s %s seed %d: reusing run %s (same inputs)",
+            study.name,
+            mode,
+            seed,
+            done["run_id"],
+        )
+        return done
     tags = standard_tags(
         "refine",
         study.name,
@@ -69,7 +99,6 @@ def run_refine(
         sweep_best_run_id=best.get("mlflow_run_id"),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker.for_results(results, tracking.uri)
     result, run_id = tracked_training(
         run,
         data,
@@ -92,6 +121,7 @@ def run_refine(
         "epochs_run": result.epochs_run,
         "train_seconds": result.train_seconds,
         "params": params,
+        "inputs_digest": inputs_digest,
         "history": result.history,
     }
     if result.best_epoch:
@@ -113,3 +143,43 @@ def run_refine(
         result.best_epoch,
     )
     return summary
+
+
+def _finished_result(out_dir: Path, inputs_digest: str) -> dict[str, Any] | None:
+    """The seed's earlier result if it was trained on the same inputs and is complete."""
+    try:
+        summary = read_json(out_dir / RESULT_FILE)
+        run_id = read_run_id(out_dir)
+    except (OSError, ValueError):
+        return None
+    complete = summary.get("run_id") == run_id and (
+        (out_dir / MODEL_FILE).exists() or not summary.get("best_epoch")
+    )
+    return summary if complete and summary.get("inputs_digest") == inputs_digest else None
+
+
+def run_refine_job(
+    study: StudyConfig,
+    mode: Mode,
+    seeds: Sequence[int],
+    tracking: TrackingConfig,
+    layout: Layout,
+) -> dict[str, Any]:
+    """Refine ``seeds`` of one mode in turn; write the job's record (one line per seed)."""
+    runs = []
+    for seed in seeds:
+        summary = run_refine(
+            study,
+            mode,
+            seed,
+            layout.prepared(study.target),
+            layout.sweep(study.name) / "best_params.json",
+            layout.pretrain_root(study.name) if study.pretrain else None,
+            tracking,
+            layout.results,
+            layout.refine(study.name, mode, seed),
+        )
+        runs.append({k: summary[k] for k in ("seed", "run_id", "status", "monitor", "best_value")})
+    record = {"study": study.name, "mode": mode, "runs": runs}
+    write_json_atomic(record, layout.refine_batch(study.name, mode, seed_label(seeds)))
+    return record

@@ -1,0 +1,105 @@
+"""The refine stage: several seeds per job, one MLflow run each, finished seeds reused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from medflow.config import MedflowConfig, validate_config
+from medflow.data.prepare import prepare_dataset
+from medflow.layout import Layout
+from medflow.stages.refine import run_refine_job
+from medflow.tracking import Tracker, find_runs
+from tests.conftest import run_cli
+
+CONFIG = {
+    "datasets": {
+        "digits": {
+            "source": "sklearn_digits",
+            "split": {"val_fraction": 0.2, "test_fraction": 0.3},
+            "train_per_class": 8,
+        }
+    },
+    "classics": {"enabled": False},
+    "studies": {
+        "tiny": {
+            "target": "digits",
+            "model": {"arch": "mlp", "hidden_sizes": [16]},
+            "train": {"epochs": 3, "batch_size": 32, "patience": 0},
+            "sweep": {"space": {"optimizers": ["adam"], "activations": ["relu"]}},
+            "refine": {"modes": ["scratch"], "seeds": [0, 1, 2], "seeds_per_job": 2},
+        }
+    },
+}
+
+
+def _setup(tmp_path: Path) -> tuple[MedflowConfig, Layout]:
+    cfg = MedflowConfig.from_validated(validate_config(CONFIG), "test")
+    layout = Layout(tmp_path / "results")
+    prepare_dataset(cfg.dataset("digits"), layout.prepared("digits"))
+    best = {"params": {"optimizer": "adam", "activation": "relu", "lr": 0.01}, "number": 3}
+    sweep = layout.sweep("tiny")
+    sweep.mkdir(parents=True)
+    (sweep / "best_params.json").write_text(json.dumps(best))
+    return cfg, layout
+
+
+def _refine(cfg: MedflowConfig, layout: Layout, seeds: tuple[int, ...]) -> dict:
+    return run_refine_job(cfg.study("tiny"), "scratch", seeds, cfg.tracking, layout)
+
+
+def _runs(layout: Layout) -> dict[str, str]:
+    tracker = Tracker.for_results(layout.results)
+    return {r.info.run_id: r.data.tags["seed"] for r in find_runs(tracker, "medflow/tiny")}
+
+
+def test_seed_batches_follow_seeds_per_job():
+    study = MedflowConfig.from_validated(validate_config(CONFIG), "test").study("tiny")
+    assert study.seed_batches == ((0, 1), (2,))
+    assert dataclasses.replace(study, seeds_per_job=None).seed_batches == ((0, 1, 2),)
+    assert dataclasses.replace(study, seeds_per_job=1).seed_batches == ((0,), (1,), (2,))
+
+
+def test_one_job_trains_its_seeds_and_reuses_finished_ones(tmp_path):
+    cfg, layout = _setup(tmp_path)
+    record = _refine(cfg, layout, (0, 1))
+    assert [r["seed"] for r in record["runs"]] == [0, 1]
+    assert json.loads(layout.refine_batch("tiny", "scratch", "0-1").read_text()) == record
+    first = _runs(layout)
+    assert sorted(first.values()) == ["0", "1"]
+    for run in record["runs"]:
+        folder = layout.refine("tiny", "scratch", run["seed"])
+        assert (folder / "run_id.txt").read_text() == run["run_id"]
+        assert (folder / "model.pt").exists()
+        assert json.loads((folder / "result.json").read_text())["seed"] == run["seed"]
+
+    # Same inputs: both seeds are reused, no new MLflow run.
+    assert _refine(cfg, layout, (0, 1)) == record
+    assert _runs(layout) == first
+
+    # A job interrupted after seed 0: only seed 1 is trained again.
+    (layout.refine("tiny", "scratch", 1) / "result.json").unlink()
+    again = _refine(cfg, layout, (0, 1))
+    assert again["runs"][0] == record["runs"][0]
+    assert again["runs"][1]["run_id"] not in first
+    assert sorted(_runs(layout).values()) == ["0", "1", "1"]
+
+    # Other inputs (the sweep picked another learning rate): both seeds train anew.
+    before = set(_runs(layout))
+    best = layout.sweep("tiny") / "best_params.json"
+    best.write_text(best.read_text().replace("0.01", "0.02"))
+    changed = _refine(cfg, layout, (0, 1))
+    assert not {r["run_id"] for r in changed["runs"]} & before
+    assert len(_runs(layout)) == 5
+
+
+def test_refine_command_names_seeds_outside_the_study(tmp_path, repo):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(CONFIG))
+    done = run_cli(
+        "refine", "--study", "tiny", "--mode", "scratch", "--seeds", "0", "7",
+        "--config", str(config), "--results", str(tmp_path / "results"),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--seeds 0 7" in done.stderr and "refine.seeds [0, 1, 2]" in done.stderr
