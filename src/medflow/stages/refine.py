@@ -27,7 +27,7 @@ from medflow.stages.common import (
     read_run_id,
     run_config,
 )
-from medflow.tracking import Tracker, config_hash, standard_tags
+from medflow.tracking import Tracker, config_hash, resolve_tracking_uri, standard_tags
 from medflow.train import TrainData
 from medflow.transfer import Mode, initial_model, save_model_file
 
@@ -38,8 +38,8 @@ def run_refine(
     study: StudyConfig,
     mode: Mode,
     seed: int,
-    target: Path,
-    best_params: Path,
+    data: TrainData,
+    best: dict[str, Any],
     pretrain_dir: Path | None,
     tracking: TrackingConfig,
     results: Path,
@@ -47,10 +47,9 @@ def run_refine(
 ) -> dict:
     """Train, log to MLflow with lineage tags, and write model.pt + result.json + run_id.txt.
 
-    ``pretrain_dir`` is the folder of pretrained backbones, one sub-folder per activation.
+    ``best`` is the sweep's best_params.json; ``pretrain_dir`` is the folder of pretrained
+    backbones, one sub-folder per activation.
     """
-    data = TrainData.from_prepared(PreparedDataset.open(target))
-    best = read_json(best_params)
     params = best["params"]
     run = run_config(study, params, epochs=study.train["epochs"], seed=seed)
     backbone = None
@@ -58,15 +57,6 @@ def run_refine(
     if mode != "scratch" and pretrain_dir is not None:
         backbone = pretrain_dir / run.model.activation
         parent_model = read_run_id(backbone)
-    model = initial_model(
-        mode,
-        run.model,
-        data.input_shape,
-        n_outputs_for(data.task, data.n_classes),
-        backbone / MODEL_FILE if backbone else None,
-        seed,
-    )
-    tracker = Tracker.for_results(results, tracking.uri)
     inputs_digest = config_hash(
         {
             "run": run.to_dict(),
@@ -74,9 +64,10 @@ def run_refine(
             "dataset_hash": data.dataset_hash,
             "backbone_run_id": parent_model,
             "sweep_best_run_id": best.get("mlflow_run_id"),
-            "tracking_uri": tracker.tracking_uri,
+            "tracking_uri": resolve_tracking_uri(tracking.uri, results),
         }
     )
+    # Decided before the backbone is loaded or the store opened: a reused seed needs neither.
     done = _finished_result(out_dir, inputs_digest)
     if done is not None:
         log.info(
@@ -87,6 +78,15 @@ def run_refine(
             done["run_id"],
         )
         return done
+    model = initial_model(
+        mode,
+        run.model,
+        data.input_shape,
+        n_outputs_for(data.task, data.n_classes),
+        backbone / MODEL_FILE if backbone else None,
+        seed,
+    )
+    tracker = Tracker.for_results(results, tracking.uri)
     tags = standard_tags(
         "refine",
         study.name,
@@ -166,14 +166,16 @@ def run_refine_job(
     layout: Layout,
 ) -> dict[str, Any]:
     """Refine ``seeds`` of one mode in turn; write the job's record (one line per seed)."""
+    data = TrainData.from_prepared(PreparedDataset.open(layout.prepared(study.target)))
+    best = read_json(layout.sweep(study.name) / "best_params.json")
     runs = []
     for seed in seeds:
         summary = run_refine(
             study,
             mode,
             seed,
-            layout.prepared(study.target),
-            layout.sweep(study.name) / "best_params.json",
+            data,
+            best,
             layout.pretrain_root(study.name) if study.pretrain else None,
             tracking,
             layout.results,
