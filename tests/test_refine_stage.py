@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 from medflow.config import MedflowConfig, validate_config
@@ -11,7 +12,7 @@ from medflow.data.prepare import prepare_dataset
 from medflow.layout import Layout
 from medflow.stages.refine import run_refine_job
 from medflow.tracking import Tracker, find_runs
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_snakemake
 
 CONFIG = {
     "datasets": {
@@ -103,3 +104,14 @@ def test_refine_command_names_seeds_outside_the_study(tmp_path, repo):
     )  # fmt: skip
     assert done.returncode == 2
     assert "--seeds 0 7" in done.stderr and "refine.seeds [0, 1, 2]" in done.stderr
+
+
+def test_workflow_plans_one_refine_job_per_mode_and_batch_of_seeds(tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(CONFIG))  # seeds [0, 1, 2], seeds_per_job 2
+    done = run_snakemake("-n", "--configfile", str(config), workdir=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    planned = set(re.findall(r"wildcards: study=tiny, mode=scratch, seeds=([\d-]+)", done.stdout))
+    assert planned == {"0-1", "2"}, done.stdout[-3000:]
+    assert "results/refine/tiny/scratch/seeds-0-1.json" in done.stdout
+    assert "results/refine/tiny/scratch/seeds-2.json" in done.stdout
