@@ -7,9 +7,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from medflow.config import MedflowConfig, validate_config
 from medflow.data.prepare import prepare_dataset
+from medflow.errors import MedflowError
 from medflow.layout import Layout
+from medflow.stages.evaluate import run_evaluate
 from medflow.stages.refine import run_refine_job
 from medflow.tracking import Tracker, find_runs
 from tests.conftest import run_cli, run_snakemake
@@ -115,3 +119,14 @@ def test_workflow_plans_one_refine_job_per_mode_and_batch_of_seeds(tmp_path):
     assert planned == {"0-1", "2"}, done.stdout[-3000:]
     assert "results/refine/tiny/scratch/seeds-0-1.json" in done.stdout
     assert "results/refine/tiny/scratch/seeds-2.json" in done.stdout
+
+
+def test_evaluate_names_the_job_record_to_delete_for_a_missing_seed(tmp_path):
+    cfg, layout = _setup(tmp_path)
+    _refine(cfg, layout, (0, 1))  # seed 2's job (seeds-2) never ran
+    with pytest.raises(MedflowError) as error:
+        run_evaluate(cfg.study("tiny"), cfg.tracking, layout)
+    message = str(error.value)
+    assert str(layout.refine("tiny", "scratch", 2) / "result.json") in message
+    assert str(layout.refine_batch("tiny", "scratch", "2")) in message
+    assert not layout.evaluate("tiny").joinpath("metrics.json").exists()

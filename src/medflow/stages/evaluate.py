@@ -28,7 +28,7 @@ from medflow.evaluate import (
     summarize_modes,
 )
 from medflow.io import write_json_atomic
-from medflow.layout import Layout
+from medflow.layout import Layout, seed_label
 from medflow.monitor import MINIMISED
 from medflow.stages.common import MODEL_FILE, RESULT_FILE, read_json
 from medflow.tracking import Tracker, config_hash, standard_tags, tracked_run
@@ -36,6 +36,17 @@ from medflow.train import evaluate_scores
 from medflow.transfer import load_model_file
 
 log = logging.getLogger(__name__)
+
+
+def _refine_result(layout: Layout, study: StudyConfig, mode: str, seed: int) -> dict[str, Any]:
+    """A seed's result.json. Snakemake tracks only each refine job's record, so a seed folder
+    removed by hand is not re-planned: say which record to delete to train it again."""
+    path = layout.refine(study.name, mode, seed) / RESULT_FILE
+    if not path.exists():
+        (batch,) = [b for b in study.seed_batches if seed in b]
+        record = layout.refine_batch(study.name, mode, seed_label(batch))
+        raise MedflowError(f"{path} is missing: delete {record} and run again to refine it")
+    return read_json(path)
 
 
 def _best_on_validation(runs: list[dict[str, Any]], monitor: str) -> dict[str, Any]:
@@ -65,7 +76,7 @@ def run_evaluate(study: StudyConfig, tracking: TrackingConfig, layout: Layout) -
     for mode in study.modes:
         for seed in study.seeds:
             folder = layout.refine(study.name, mode, seed)
-            result = read_json(folder / RESULT_FILE)
+            result = _refine_result(layout, study, mode, seed)
             if result["status"] != "finished" or not (folder / MODEL_FILE).exists():
                 skipped.append({"mode": mode, "seed": seed, "reason": result.get("reason")})
                 continue
