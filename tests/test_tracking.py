@@ -352,6 +352,37 @@ def test_sigterm_marks_run_killed(tracker: Tracker, spawn: Callable[..., Any]) -
     assert run.data.metrics["loss"] == 2.0
 
 
+SIGTERM_IN_STORE_CALL_CHILD = """
+    import sys, time
+    from medflow.tracking import Tracker, tracked_run
+    tracker = Tracker(sys.argv[1])
+
+    def slow_write(run_id):
+        print(run_id, flush=True)  # the parent sends SIGTERM now, mid-call
+        time.sleep(1.0)
+        tracker.client.set_tag(run_id, "written_after_signal", "yes")
+
+    with tracked_run(tracker, "signals", "victim", {}) as run_id:
+        tracker.call(slow_write, run_id)
+        tracker.set_tags(run_id, {"after_the_call": "yes"})  # never reached
+"""
+
+
+def test_sigterm_during_a_store_call_takes_effect_when_the_call_returns(
+    tracker: Tracker, spawn: Callable[..., Any]
+) -> None:
+    proc = spawn(SIGTERM_IN_STORE_CALL_CHILD, tracker.tracking_uri)
+    run_id = read_line(proc, timeout=WAIT_S)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode != 0, stderr
+    run = tracker.get_run(run_id)
+    assert run.data.tags["written_after_signal"] == "yes"  # the call was not cut short
+    assert "after_the_call" not in run.data.tags  # the next statement was
+    assert run.info.status == "KILLED"
+    assert run.data.tags["failure_reason"] == "Terminated: received SIGTERM"
+
+
 # --------------------------------------------------------------------------- models
 
 

@@ -18,13 +18,14 @@ Guarantees, with any number of workers on any number of hosts sharing ``sweep_di
   ``heartbeat_grace_s``, or at once when its worker ran on this host and is gone. Dead trials
   become FAIL (and are retried); their MLflow runs, if still RUNNING, end KILLED.
 
-Both lock files (the journal's and the claim lock) are created with ``O_CREAT | O_EXCL``
-(Optuna's ``JournalFileOpenLock``): that is atomic on NFSv3+, Lustre and GPFS, whereas
-``flock``/``fcntl`` locks are unsupported or silently node-local on some cluster filesystems,
-which would let workers on two nodes claim at once. Unlike kernel locks, such a file outlives
-a killed holder; it is broken after a grace period without updates, so a live holder of the
-claim lock refreshes it from a thread. ``sweep_dir`` must therefore be shared by all workers,
-also with an RDB storage.
+The journal's lock file is Optuna's ``JournalFileOpenLock`` (``O_CREAT | O_EXCL``) and the claim
+lock a :class:`medflow.lockfile.HolderLock` (``link(2)``): both atomic on NFSv3+, Lustre and
+GPFS, whereas ``flock``/``fcntl`` locks are unsupported or silently node-local on some cluster
+filesystems, which would let workers on two nodes claim at once. Unlike kernel locks, such a
+file outlives a killed holder. The claim lock names its holder: it is broken at once when the
+holder ran on the waiter's host and is gone, else after a grace period without the refresh a
+live holder does from a thread; SIGTERM reaches a holder only after it released the lock.
+``sweep_dir`` must therefore be shared by all workers, also with an RDB storage.
 
 Every claim reseeds the TPE sampler from ``(seed, number of trials so far)``: a fixed seed in
 every worker would give all of them (and every resumed worker) the same random start-up trials.
@@ -39,12 +40,9 @@ import hashlib
 import io
 import json
 import logging
-import os
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +57,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from medflow.errors import ConfigError, MedflowError
 from medflow.io import atomic_write_bytes, write_json_atomic
+from medflow.liveness import ProcessIdentity, gone_pid, refreshed
+from medflow.lockfile import HolderLock
 from medflow.progress import TrialProgress
 from medflow.strict import reject_unknown_keys
 from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs, tracked_run
@@ -83,7 +83,7 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 PARENT_RUN_FILE = "parent_run_id.txt"
 JOURNAL_FILE = "optuna.journal"
 HEARTBEAT_DIR = "heartbeats"
-CLAIM_LOCK = "claim"  # JournalFileOpenLock appends ".lock"
+CLAIM_LOCK_FILE = "claim.lock"
 
 PRUNERS = ("none", "median", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
@@ -254,41 +254,9 @@ def _claim_sampler(seed: int, n_existing: int) -> TPESampler:
 # --------------------------------------------------------------------------- locks and liveness
 
 
-@contextmanager
-def _refreshed(path: Path, interval_s: float) -> Iterator[None]:
-    """Touch ``path`` every ``interval_s`` from a daemon thread while the block runs."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval_s):
-            try:
-                path.touch()
-            except OSError:
-                # A missed beat only matters if it lasts the whole grace period.
-                _log.warning("could not touch %s", path, exc_info=True)
-
-    thread = threading.Thread(target=beat, name=f"touch {path.name}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-@contextmanager
-def _sweep_lock(sweep_dir: Path) -> Iterator[None]:
+def _sweep_lock(sweep_dir: Path) -> AbstractContextManager[None]:
     """Exclusive across processes and hosts sharing ``sweep_dir`` (see the module docstring)."""
-    lock = JournalFileOpenLock(str(sweep_dir / CLAIM_LOCK), grace_period=_CLAIM_LOCK_GRACE_S)
-    lock.acquire()
-    try:
-        with _refreshed(sweep_dir / f"{CLAIM_LOCK}.lock", _CLAIM_LOCK_GRACE_S / 6):
-            yield
-    finally:
-        try:
-            lock.release()
-        except RuntimeError:
-            _log.error("the sweep lock in %s was broken while held", sweep_dir)
+    return HolderLock(sweep_dir / CLAIM_LOCK_FILE, _CLAIM_LOCK_GRACE_S).held()
 
 
 def _heartbeat_path(sweep_dir: Path, number: int) -> Path:
@@ -307,88 +275,6 @@ def _fs_now(sweep_dir: Path) -> float:
     return clock.stat().st_mtime
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return ""
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time in clock ticks since boot) of a Linux process, None if unknown."""
-    stat = _read(f"/proc/{pid}/stat")
-    if not stat:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
-    return fields[0], fields[19]
-
-
-@dataclass(frozen=True)
-class _Process:
-    """Identifies a worker process: a pid means something only on the same host and boot
-    and in the same pid namespace (containers), and with the same start time (pid reuse)."""
-
-    host: str
-    pid: int
-    pid_space: str
-    started: str
-
-    @classmethod
-    def current(cls) -> _Process:
-        try:
-            namespace = os.readlink("/proc/self/ns/pid")
-        except OSError:
-            namespace = ""
-        stat = _proc_stat(os.getpid())
-        return cls(
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            pid_space=f"{_read('/proc/sys/kernel/random/boot_id')}/{namespace}",
-            started=stat[1] if stat else "",
-        )
-
-    def attrs(self) -> dict[str, Any]:
-        return {
-            "worker_host": self.host,
-            "worker_pid": self.pid,
-            "worker_pid_space": self.pid_space,
-            "worker_started": self.started,
-        }
-
-    def owns_pid_of(self, attrs: Mapping[str, Any]) -> bool:
-        return (
-            "worker_pid" in attrs
-            and attrs.get("worker_host") == self.host
-            and attrs.get("worker_pid_space") == self.pid_space
-        )
-
-
-def _alive(pid: int, started: str) -> bool:
-    stat = _proc_stat(pid)
-    if stat is not None:
-        state, start = stat
-        # A zombie (killed, not yet reaped) runs no code.
-        return state not in {"Z", "X"} and (not started or start == started)
-    if Path("/proc/self/stat").exists():
-        return False  # Linux without /proc/<pid>: no such process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _gone_worker(attrs: Mapping[str, Any], me: _Process) -> int | None:
-    """The pid of the trial's worker if it ran on this host and is gone, else None."""
-    if me.owns_pid_of(attrs):
-        pid = int(attrs["worker_pid"])
-        if not _alive(pid, attrs.get("worker_started", "")):
-            return pid
-    return None
-
-
 def _heartbeat_age(sweep_dir: Path, number: int, fs_now: float) -> float | None:
     """Seconds since the trial's last heartbeat, or None if it has none."""
     try:
@@ -398,10 +284,10 @@ def _heartbeat_age(sweep_dir: Path, number: int, fs_now: float) -> float | None:
 
 
 def _stale_reason(
-    trial: FrozenTrial, sweep_dir: Path, grace_s: float, me: _Process, fs_now: float
+    trial: FrozenTrial, sweep_dir: Path, grace_s: float, me: ProcessIdentity, fs_now: float
 ) -> str | None:
     """Why a RUNNING trial is dead, or None if it may still be alive."""
-    pid = _gone_worker(trial.user_attrs, me)
+    pid = gone_pid(trial.user_attrs, me)
     if pid is not None:
         return f"worker {me.host}:{pid} is gone"
     age = _heartbeat_age(sweep_dir, trial.number, fs_now)
@@ -454,7 +340,7 @@ class _Claim:
 
 
 def _claim(
-    study: optuna.Study, cfg: SweepConfig, sweep_dir: Path, me: _Process, worker: str
+    study: optuna.Study, cfg: SweepConfig, sweep_dir: Path, me: ProcessIdentity, worker: str
 ) -> _Claim:
     """Fail dead trials, then start a trial if the budget allows; atomic across workers."""
     with _sweep_lock(sweep_dir):
@@ -480,12 +366,12 @@ def _claim(
 
 
 def _worker_still_ending(
-    trial: FrozenTrial, sweep_dir: Path, grace_s: float, me: _Process, fs_now: float
+    trial: FrozenTrial, sweep_dir: Path, grace_s: float, me: ProcessIdentity, fs_now: float
 ) -> bool:
     """Whether the worker of a finished trial may still be ending its run: it told the study
     and removes the heartbeat only after ending the run, so a fresh heartbeat of a live
     worker means "not orphaned yet"."""
-    if _gone_worker(trial.user_attrs, me) is not None:
+    if gone_pid(trial.user_attrs, me) is not None:
         return False
     age = _heartbeat_age(sweep_dir, trial.number, fs_now)
     return age is not None and age <= grace_s
@@ -498,7 +384,7 @@ def _end_orphaned_runs(
     parent_run_id: str,
     sweep_dir: Path,
     grace_s: float,
-    me: _Process,
+    me: ProcessIdentity,
 ) -> None:
     """End RUNNING child runs whose trial is over and whose worker died before ending them."""
     runs = find_runs(
@@ -633,7 +519,7 @@ def run_worker(
     sweep_dir = Path(sweep_dir)
     study = open_study(cfg, sweep_dir, study_name, create=False)
     parent = _parent_run_id(study)
-    me = _Process.current()
+    me = ProcessIdentity.current()
     end_orphaned_runs = functools.partial(
         _end_orphaned_runs, study, tracker, experiment, parent, sweep_dir, cfg.heartbeat_grace_s, me
     )
@@ -658,7 +544,7 @@ def run_worker(
         started = time.monotonic()
         heartbeat = _heartbeat_path(sweep_dir, trial.number)
         try:
-            with _refreshed(heartbeat, _heartbeat_interval(cfg.heartbeat_grace_s)):
+            with refreshed(heartbeat, _heartbeat_interval(cfg.heartbeat_grace_s)):
                 outcome = _run_trial(study, trial, objective, tracker, experiment, run_tags, parent)
         except _LostTrial as exc:
             _log.warning("%s; its result is discarded", exc)

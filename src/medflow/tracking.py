@@ -44,6 +44,8 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
+from medflow.interrupts import signals_deferred
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -264,8 +266,18 @@ class Tracker:
         return cls(uri, resolve_artifact_root(uri, results_dir))
 
     def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``method(*args, **kwargs)`` with lock retries; use it for any other client call."""
-        return retry_locked(lambda: method(*args, **kwargs))
+        """``method(*args, **kwargs)`` on the store, retried while SQLite is locked.
+
+        SIGTERM and Ctrl-C take effect after an attempt, not inside it: raised within
+        SQLAlchemy they left a transaction that held the SQLite lock, and a terminated sweep
+        then spent ~40 s on "database is locked" before its workers could exit.
+        """
+
+        def attempt() -> T:
+            with signals_deferred():
+                return method(*args, **kwargs)
+
+        return retry_locked(attempt)
 
     # ---- experiments and runs
 
