@@ -141,3 +141,29 @@ def test_concurrent_holders_never_overlap(tmp_path, holders):
     for (kind_in, pid_in), (kind_out, pid_out) in zip(events[::2], events[1::2], strict=True):
         assert (kind_in, kind_out, pid_in) == ("in", "out", pid_out)
     assert not lock.exists()
+
+
+def test_sigterm_while_the_journal_lock_is_held_waits_for_its_release(tmp_path):
+    journal = tmp_path / "optuna.journal"
+    marker = tmp_path / "written"
+    code = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from optuna.storages.journal._file import get_lock_file
+        from medflow.lockfile import SignalSafeJournalLock
+        with get_lock_file(SignalSafeJournalLock({str(journal)!r})):  # as Optuna's writes do
+            print("held", flush=True)
+            time.sleep(1.0)
+            Path({str(marker)!r}).write_text("done")
+        print("released", flush=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    assert Path(f"{journal}.lock").exists()
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=WAIT_S) == -signal.SIGTERM
+    assert marker.read_text() == "done"
+    assert child.stdout.read() == ""
+    assert not Path(f"{journal}.lock").exists()  # Optuna's lock file, left by plain SIGTERM

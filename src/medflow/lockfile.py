@@ -22,13 +22,15 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
+from optuna.storages.journal import JournalFileOpenLock
 
 from medflow.interrupts import DeferredSignals, signals_deferred
 from medflow.liveness import ProcessIdentity, gone_pid, refreshed
 
-__all__ = ["HolderLock"]
+__all__ = ["HolderLock", "SignalSafeJournalLock"]
 
 _log = logging.getLogger(__name__)
 
@@ -129,3 +131,34 @@ class HolderLock:
             self.path.unlink()
         else:
             _log.error("the lock %s was broken while held", self.path)
+
+
+class SignalSafeJournalLock(JournalFileOpenLock):
+    """Optuna's ``O_EXCL`` journal lock, with SIGTERM and Ctrl-C held back while it is held.
+
+    Raised between creating the lock file and Optuna's ``try``, they would leave the lock for
+    every worker to wait out (its 30 s grace period).
+    """
+
+    def __init__(self, filepath: str) -> None:
+        super().__init__(filepath)
+        self._deferral: ExitStack | None = None
+
+    def acquire(self) -> bool:
+        deferral = ExitStack()
+        deferral.enter_context(signals_deferred())
+        try:
+            acquired = super().acquire()
+        except BaseException:
+            deferral.close()
+            raise
+        self._deferral = deferral
+        return acquired
+
+    def release(self) -> None:
+        deferral, self._deferral = self._deferral, None
+        try:
+            super().release()
+        finally:
+            if deferral is not None:
+                deferral.close()  # delivers what arrived while held

@@ -51,14 +51,14 @@ import optuna
 from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner
 from optuna.samplers import TPESampler
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from medflow.errors import ConfigError, MedflowError
 from medflow.io import atomic_write_bytes, write_json_atomic
 from medflow.liveness import ProcessIdentity, gone_pid, refreshed
-from medflow.lockfile import HolderLock
+from medflow.lockfile import HolderLock, SignalSafeJournalLock
 from medflow.progress import TrialProgress
 from medflow.strict import reject_unknown_keys
 from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs, tracked_run
@@ -198,7 +198,7 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
 def _storage(cfg: SweepConfig, sweep_dir: Path) -> BaseStorage | str:
     if cfg.storage is None:
         path = str((sweep_dir / JOURNAL_FILE).resolve())
-        return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+        return JournalStorage(JournalFileBackend(path, lock_obj=SignalSafeJournalLock(path)))
     if cfg.storage.startswith("sqlite"):
         # Concurrent workers: wait for SQLite's write lock instead of failing after 5 s.
         return RDBStorage(
