@@ -79,7 +79,8 @@ class HolderLock:
                     os.link(draft, self.path)
                     return mine
                 except FileExistsError:
-                    pass
+                    if draft.stat().st_nlink == 2:  # NFS: linked, but the reply was lost
+                        return mine
                 holder = _read_text(self.path)
                 try:
                     mtime = self.path.stat().st_mtime
