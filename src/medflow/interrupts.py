@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
-__all__ = ["DeferredSignals", "signals_deferred"]
+__all__ = ["DeferredSignals", "handler_installed", "signals_deferred"]
 
 _DEFERRED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -24,7 +25,7 @@ class DeferredSignals:
 
     def __init__(self) -> None:
         self.pending: list[int] = []
-        self.previous: dict[int, object] = {}
+        self.previous: dict[int, Any] = {}
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.pending.append(signum)
@@ -36,19 +37,33 @@ class DeferredSignals:
 
 
 @contextmanager
+def handler_installed(
+    handler: Callable[[int, FrameType | None], Any], signals: Sequence[int]
+) -> Iterator[dict[int, Any] | None]:
+    """``handler`` for ``signals`` inside the block, the previous handlers restored after.
+
+    Yields the handlers it replaced, or None off the main thread: only the main thread may set
+    handlers, and Python runs them there only, so nothing raises in another thread anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield previous
+    finally:
+        for sig, replaced in previous.items():
+            signal.signal(sig, replaced if replaced is not None else signal.SIG_DFL)
+
+
+@contextmanager
 def signals_deferred() -> Iterator[DeferredSignals]:
     """SIGTERM and SIGINT received inside the block are delivered when it ends."""
     deferred = DeferredSignals()
-    # Handlers can only be set from the main thread; elsewhere the block runs unprotected.
-    if threading.current_thread() is not threading.main_thread():
-        yield deferred
-        return
-    for sig in _DEFERRED_SIGNALS:
-        deferred.previous[sig] = signal.signal(sig, deferred)
     try:
-        yield deferred
+        with handler_installed(deferred, _DEFERRED_SIGNALS) as previous:
+            deferred.previous = previous or {}
+            yield deferred
     finally:
-        for sig, handler in deferred.previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         for sig in dict.fromkeys(deferred.pending):
             signal.raise_signal(sig)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProcessIdentity", "alive", "gone_pid", "refreshed"]
+__all__ = ["ProcessIdentity", "alive", "gone_pid", "read_stripped", "refreshed"]
 
 _log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ def refreshed(path: Path, interval_s: float, *, create: bool = True) -> Iterator
         thread.join(timeout=5)
 
 
-def _read(path: str) -> str:
+def read_stripped(path: str | Path) -> str:
+    """The text of a small file, stripped; "" when it is missing or unreadable."""
     try:
         return Path(path).read_text().strip()
     except OSError:
@@ -56,7 +57,7 @@ def _read(path: str) -> str:
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
     """(state, start time in clock ticks since boot) of a Linux process, None if unknown."""
-    stat = _read(f"/proc/{pid}/stat")
+    stat = read_stripped(f"/proc/{pid}/stat")
     if not stat:
         return None
     fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
@@ -83,7 +84,7 @@ class ProcessIdentity:
         return cls(
             host=socket.gethostname(),
             pid=os.getpid(),
-            pid_space=f"{_read('/proc/sys/kernel/random/boot_id')}/{namespace}",
+            pid_space=f"{read_stripped('/proc/sys/kernel/random/boot_id')}/{namespace}",
             started=stat[1] if stat else "",
         )
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from optuna.storages.journal import JournalFileOpenLock
 
 from medflow.interrupts import DeferredSignals, signals_deferred
-from medflow.liveness import ProcessIdentity, gone_pid, refreshed
+from medflow.liveness import ProcessIdentity, gone_pid, read_stripped, refreshed
 
 __all__ = ["HolderLock", "SignalSafeJournalLock"]
 
@@ -39,13 +39,6 @@ _MAX_POLL_S = 0.25
 
 class _WaitInterrupted(Exception):
     """A deferred signal ended the wait; delivering it on the way out does the rest."""
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except OSError:
-        return None
 
 
 class HolderLock:
@@ -81,7 +74,7 @@ class HolderLock:
                 except FileExistsError:
                     if draft.stat().st_nlink == 2:  # NFS: linked, but the reply was lost
                         return mine
-                holder = _read_text(self.path)
+                holder = read_stripped(self.path)
                 try:
                     mtime = self.path.stat().st_mtime
                 except FileNotFoundError:
@@ -89,7 +82,7 @@ class HolderLock:
                 if mtime != seen_mtime:
                     seen_mtime, unchanged_since = mtime, time.monotonic()
                 reason = self._stale_reason(holder, me, time.monotonic() - unchanged_since)
-                if reason is not None and holder is not None:
+                if reason is not None:
                     self._break(holder, reason)
                     continue
                 time.sleep(poll_s)
@@ -97,9 +90,9 @@ class HolderLock:
         finally:
             draft.unlink(missing_ok=True)
 
-    def _stale_reason(self, holder: str | None, me: ProcessIdentity, idle_s: float) -> str | None:
+    def _stale_reason(self, holder: str, me: ProcessIdentity, idle_s: float) -> str | None:
         try:
-            attrs = json.loads(holder or "")
+            attrs = json.loads(holder)
         except ValueError:
             attrs = None  # written by something else (an older medflow): the grace period only
         if isinstance(attrs, dict) and (pid := gone_pid(attrs, me)) is not None:
@@ -117,7 +110,7 @@ class HolderLock:
         except FileNotFoundError:
             return
         try:
-            if _read_text(aside) == holder:
+            if read_stripped(aside) == holder:
                 _log.warning("lock %s broken: %s", self.path, reason)
                 return
             try:
@@ -128,7 +121,7 @@ class HolderLock:
             aside.unlink(missing_ok=True)
 
     def _release(self, mine: str) -> None:
-        if _read_text(self.path) == mine:
+        if read_stripped(self.path) == mine:
             self.path.unlink()
         else:
             _log.error("the lock %s was broken while held", self.path)

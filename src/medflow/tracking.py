@@ -44,7 +44,7 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
-from medflow.interrupts import signals_deferred
+from medflow.interrupts import handler_installed, signals_deferred
 
 if TYPE_CHECKING:
     import numpy as np
@@ -553,17 +553,9 @@ class _SigtermGuard:
 @contextmanager
 def _sigterm_guard() -> Iterator[_SigtermGuard]:
     guard = _SigtermGuard()
-    # Signal handlers can only be installed from the main thread; elsewhere SIGTERM is never
-    # delivered to this code anyway.
-    if threading.current_thread() is not threading.main_thread():
-        guard.armed = False
+    with handler_installed(guard, (signal.SIGTERM,)) as previous:
+        guard.armed = previous is not None  # off the main thread it never runs
         yield guard
-        return
-    previous = signal.signal(signal.SIGTERM, guard)
-    try:
-        yield guard
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _failure_reason(exc: BaseException) -> str:
