@@ -4,7 +4,7 @@ Contenders, run interleaved (``bench.common.interleaved_many``), all starting fr
 uint8 images (as MedMNIST ships them) and training the same seeded model with the same
 optimiser, loss, batch size (128, MedMNIST's getting-started value) and validation work:
 
-- ``medflow``: normalise once, then ``medflow.train.train`` (device-resident tensors,
+- ``medflow``: normalise once, then ``medflow.ml.loop.train`` (device-resident tensors,
   batches by index, one device sync per epoch).
 - ``dataloader``: normalise once, then the textbook loop over
   ``DataLoader(TensorDataset(x, y), shuffle=True)``: per-sample indexing and collation.
@@ -32,10 +32,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision import transforms
 
 from bench.common import Options, interleaved_many, row, write_json
-from medflow.metrics import compute_metrics
-from medflow.models import ModelConfig, build_model
-from medflow.optim import OptimConfig, build_loss, build_optimizer, predict_scores
-from medflow.train import (
+from medflow.ml.loop import (
     RunConfig,
     TrainConfig,
     TrainData,
@@ -44,6 +41,9 @@ from medflow.train import (
     train,
     use_channels_last,
 )
+from medflow.ml.models import ModelConfig, build_model
+from medflow.ml.optim import OptimConfig, build_loss, build_optimizer, predict_scores
+from medflow.stats.metrics import compute_metrics
 
 N_CLASSES = 10
 TASK = "multiclass"

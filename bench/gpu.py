@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader
 
 from bench.common import Options, interleaved, row, write_json
 from bench.data_path import REFERENCE_TRANSFORM, MedMNISTStyle
-from medflow.models import ModelConfig, build_model
-from medflow.optim import OptimConfig, build_optimizer
-from medflow.train import RunConfig, TrainConfig, TrainData, train
+from medflow.ml.loop import RunConfig, TrainConfig, TrainData, train
+from medflow.ml.models import ModelConfig, build_model
+from medflow.ml.optim import OptimConfig, build_optimizer
 
 SKIPPED = {"skipped": "no CUDA device"}
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOPS, matched as substrings of the device

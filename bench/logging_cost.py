@@ -28,11 +28,11 @@ from typing import Any
 import torch
 
 from bench.common import Options, interleaved_many, row, timed, write_json
-from medflow.experiment import MlflowEpochLogger
-from medflow.models import ModelConfig
-from medflow.optim import OptimConfig
-from medflow.tracking import Tracker
-from medflow.train import RunConfig, TrainConfig, TrainData, train
+from medflow.ml.loop import RunConfig, TrainConfig, TrainData, train
+from medflow.ml.models import ModelConfig
+from medflow.ml.optim import OptimConfig
+from medflow.tracking.client import Tracker
+from medflow.tracking.training import MlflowEpochLogger
 
 GOAL = "<= 1.02"
 _TEMPLATE: dict[str, Any] = {}

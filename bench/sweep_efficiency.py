@@ -30,13 +30,13 @@ from typing import Any
 import optuna
 
 from bench.common import Options, row, write_json
-from medflow.config import DatasetConfig, validate_section
-from medflow.data.prepare import prepare_dataset
-from medflow.data.prepared import PreparedDataset
-from medflow.models import ModelConfig
-from medflow.optim import OptimConfig
-from medflow.sweep import SweepConfig, _claim_sampler, _pruner
-from medflow.train import RunConfig, TrainConfig, TrainData, train
+from medflow.config.types import DatasetConfig, validate_section
+from medflow.data.format import PreparedDataset
+from medflow.hpo.worker import SweepConfig, _claim_sampler, _pruner
+from medflow.ml.loop import RunConfig, TrainConfig, TrainData, train
+from medflow.ml.models import ModelConfig
+from medflow.ml.optim import OptimConfig
+from medflow.stages.prepare import prepare_dataset
 
 GOAL = "<= 0.25"
 TOLERANCE = 0.005

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Options, row, write_json
-from medflow.config import load_config
+from medflow.config.types import load_config
 
 GOAL = "<= 1.25"
 REPO = Path(__file__).resolve().parents[1]
@@ -49,11 +49,11 @@ import {imports}
 t1 = time.perf_counter()
 from pathlib import Path
 import torch
-from medflow.experiment import learning_curve_figure
-from medflow.models import ModelConfig
-from medflow.optim import OptimConfig
-from medflow.tracking import Tracker
-from medflow.train import RunConfig, TrainConfig, TrainData, train
+from medflow.tracking.training import learning_curve_figure
+from medflow.ml.models import ModelConfig
+from medflow.ml.optim import OptimConfig
+from medflow.tracking.client import Tracker
+from medflow.ml.loop import RunConfig, TrainConfig, TrainData, train
 uri, art = sys.argv[1], Path(sys.argv[2])
 t2 = time.perf_counter()
 tracker = Tracker(uri, art)
@@ -73,7 +73,7 @@ print(json.dumps({{"imports": t1 - t0, "store_open": t3 - t2, "run_records": t5 
 """
 _MIGRATION_PROBE = """
 import json, sys, time
-from medflow.tracking import Tracker
+from medflow.tracking.client import Tracker
 t0 = time.perf_counter()
 Tracker(sys.argv[1])
 print(json.dumps({"store_migration": time.perf_counter() - t0}))
@@ -160,7 +160,7 @@ def job_seconds_by_rule(log_text: str) -> dict[str, dict[str, float]]:
 
 def recorded_training_seconds(results: Path) -> dict[str, Any]:
     """Sum of every run's ``epoch_time_s`` history in the run's store, and the run count."""
-    from medflow.tracking import Tracker
+    from medflow.tracking.client import Tracker
 
     tracker = Tracker.for_results(results)
     client = tracker.client

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medflow.tracking import Tracker
-from medflow.train import torch_threads
+from medflow.ml.loop import torch_threads
+from medflow.tracking.client import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

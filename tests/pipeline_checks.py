@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
+from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
 from tests.report_checks import assert_report_complete
 
 FINISHED = ("COMPLETE", "PRUNED")

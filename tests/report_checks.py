@@ -1,4 +1,4 @@
-"""Checks that an HTML report from medflow.report is complete and self-contained.
+"""Checks that an HTML report from medflow.render.build is complete and self-contained.
 
 Standard library only, so any test (including the end-to-end pipeline test) can use it.
 """

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from medflow.classics import (
+from medflow.ml.perceptron import (
     GATES,
     ClassicsConfig,
     XorResult,
@@ -22,7 +22,7 @@ from medflow.classics import (
     train_perceptron,
     xor_experiment,
 )
-from medflow.io import write_json_atomic
+from medflow.runtime.io import write_json_atomic
 
 CFG = ClassicsConfig()
 ROWS = [(0, 0), (0, 1), (1, 0), (1, 1)]

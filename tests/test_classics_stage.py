@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
+from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
 from tests.conftest import run_snakemake
 from tests.test_classics import assert_lecture_or_table
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medflow.config import (
+from medflow.config.types import (
     MedflowConfig,
     load_config,
     load_schema,

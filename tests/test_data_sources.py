@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medflow.config import DatasetConfig, validate_section
+from medflow.config.types import DatasetConfig, validate_section
 from medflow.data.base import SPLITS
-from medflow.data.prepare import prepare_dataset
-from medflow.data.prepared import PreparedDataset
+from medflow.data.format import PreparedDataset
 from medflow.data.registry import SOURCES
 from medflow.data.sources.synthetic import CLASS_NAMES, SyntheticOptions, generate
+from medflow.stages.prepare import prepare_dataset
 from tests.conftest import write_clinical_csv, write_imagefolder, write_medmnist_npz
 
 
@@ -40,7 +40,7 @@ def assert_disjoint_splits(ds: PreparedDataset) -> None:
 
 
 def test_registry_and_schema_list_the_same_sources():
-    from medflow.config import load_schema
+    from medflow.config.types import load_schema
 
     assert set(SOURCES) == set(load_schema()["$defs"]["dataset"]["properties"]["source"]["enum"])
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medflow.evaluate import (
+from medflow.stats.evaluation import (
     aggregate_over_seeds,
     bootstrap_metrics,
     confusion_figure,
@@ -19,7 +19,7 @@ from medflow.evaluate import (
     save_predictions,
     summarize_modes,
 )
-from medflow.metrics import compute_metrics
+from medflow.stats.metrics import compute_metrics
 
 METRICS = {"accuracy", "balanced_accuracy", "auc", "f1"}
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from medflow.experiment import tracked_training
-from medflow.models import ModelConfig
-from medflow.optim import OptimConfig
-from medflow.tracking import find_runs, standard_tags
-from medflow.train import RunConfig, TrainConfig
+from medflow.ml.loop import RunConfig, TrainConfig
+from medflow.ml.models import ModelConfig
+from medflow.ml.optim import OptimConfig
+from medflow.tracking.client import find_runs, standard_tags
+from medflow.tracking.training import tracked_training
 from tests.test_train import blobs_data
 
 

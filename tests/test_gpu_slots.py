@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from medflow import gpu_slots
 from medflow.cli import _gpu_slot, build_parser
-from medflow.gpu_slots import GpuSlotTimeout, claim_gpu_slot
+from medflow.runtime import gpu_slots
+from medflow.runtime.gpu_slots import GpuSlotTimeout, claim_gpu_slot
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 CLAIMANT = """
 import json, os, sys, time
 from pathlib import Path
-from medflow.gpu_slots import claim_gpu_slot
+from medflow.runtime.gpu_slots import claim_gpu_slot
 
 lock_dir, go, out, hold = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4])
 Path(str(out) + ".ready").touch()

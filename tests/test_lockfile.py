@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from medflow.lockfile import HolderLock
+from medflow.runtime.lockfile import HolderLock
 
 WAIT_S = 60  # upper bound for any wait on a child process
 HOLD_FOREVER_S = 3600
@@ -25,7 +25,7 @@ def _start_holder(lock: Path, grace_s: float, hold_s: float, marker: Path | None
         f"""
         import sys, time
         from pathlib import Path
-        from medflow.lockfile import HolderLock
+        from medflow.runtime.lockfile import HolderLock
         with HolderLock(Path({str(lock)!r}), {grace_s!r}).held():
             print("held", flush=True)
             time.sleep({hold_s!r})
@@ -63,7 +63,7 @@ def test_sigterm_while_waiting_ends_the_wait_and_leaves_the_holders_lock(tmp_pat
     holder = _start_holder(lock, grace_s=90, hold_s=HOLD_FOREVER_S)
     try:
         code = (
-            "from pathlib import Path; from medflow.lockfile import HolderLock\n"
+            "from pathlib import Path; from medflow.runtime.lockfile import HolderLock\n"
             f"with HolderLock(Path({str(lock)!r}), 90).held(): print('held', flush=True)"
         )
         waiter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -87,7 +87,7 @@ def test_lock_of_a_killed_holder_is_broken_at_once_not_after_the_grace_period(tm
     child.kill()
     child.wait()
     assert lock.exists()  # SIGKILL: nothing ran to release it
-    caplog.set_level(logging.WARNING, logger="medflow.lockfile")
+    caplog.set_level(logging.WARNING, logger="medflow.runtime.lockfile")
     with HolderLock(lock, grace_s=HOLD_FOREVER_S).held():  # a grace-period wait would time out
         assert _holder_pid(lock) != child.pid
     assert f":{child.pid} is gone" in caplog.text
@@ -99,7 +99,7 @@ def test_live_holder_that_refreshes_is_waited_for_past_the_grace_period(tmp_path
     marker = tmp_path / "holder_done"
     # Holds 2 s with a 0.6 s grace: only the holder's refreshes keep the lock from being broken.
     holder = _start_holder(lock, grace_s=0.6, hold_s=2.0, marker=marker)
-    caplog.set_level(logging.WARNING, logger="medflow.lockfile")
+    caplog.set_level(logging.WARNING, logger="medflow.runtime.lockfile")
     with HolderLock(lock, grace_s=0.6).held():
         assert marker.exists()
     assert holder.wait(timeout=WAIT_S) == 0
@@ -109,7 +109,7 @@ def test_live_holder_that_refreshes_is_waited_for_past_the_grace_period(tmp_path
 def test_unrefreshed_lock_without_a_holder_is_broken_after_the_grace_period(tmp_path, caplog):
     lock = tmp_path / "claim.lock"
     lock.touch()  # the empty file an older medflow (Optuna's O_EXCL lock) left behind
-    caplog.set_level(logging.WARNING, logger="medflow.lockfile")
+    caplog.set_level(logging.WARNING, logger="medflow.runtime.lockfile")
     with HolderLock(lock, grace_s=0.5).held():
         assert json.loads(lock.read_text())["worker_pid"] > 0
     assert "not refreshed for" in caplog.text
@@ -123,7 +123,7 @@ def test_concurrent_holders_never_overlap(tmp_path, holders):
         f"""
         import os, time
         from pathlib import Path
-        from medflow.lockfile import HolderLock
+        from medflow.runtime.lockfile import HolderLock
         for _ in range(25):
             with HolderLock(Path({str(lock)!r}), 90).held():
                 with open({str(log)!r}, "a") as f:
@@ -151,7 +151,7 @@ def test_sigterm_while_the_journal_lock_is_held_waits_for_its_release(tmp_path):
         import time
         from pathlib import Path
         from optuna.storages.journal._file import get_lock_file
-        from medflow.lockfile import SignalSafeJournalLock
+        from medflow.runtime.lockfile import SignalSafeJournalLock
         with get_lock_file(SignalSafeJournalLock({str(journal)!r})):  # as Optuna's writes do
             print("held", flush=True)
             time.sleep(1.0)

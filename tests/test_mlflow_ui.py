@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from medflow.experiment import tracked_training
-from medflow.models import ModelConfig
-from medflow.optim import OptimConfig
-from medflow.tracking import PARENT_RUN_TAG, Tracker, standard_tags, tracked_run
-from medflow.train import RunConfig, TrainConfig
+from medflow.ml.loop import RunConfig, TrainConfig
+from medflow.ml.models import ModelConfig
+from medflow.ml.optim import OptimConfig
+from medflow.tracking.client import PARENT_RUN_TAG, Tracker, standard_tags, tracked_run
+from medflow.tracking.training import tracked_training
 from tests.conftest import sqlite_uri
 from tests.system.mlflow_server import MlflowServer, mlflow_server
 from tests.test_train import blobs_data

@@ -1,4 +1,4 @@
-"""Tests for medflow.models: every architecture can learn, and the backbone/head split holds."""
+"""Tests for medflow.ml.models: every architecture can learn, and the backbone/head split holds."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from medflow.models import (
+from medflow.ml.models import (
     ACTIVATIONS,
     Classifier,
     ModelConfig,
@@ -331,7 +331,7 @@ def test_imagenet_weights_are_loaded_from_cache() -> None:
 def test_resnet_arch_list_matches_torchvision():
     import torchvision
 
-    from medflow.models import RESNET_ARCHS
+    from medflow.ml.models import RESNET_ARCHS
 
     listed = torchvision.models.list_models(module=torchvision.models)
     expected = sorted(n for n in listed if n.startswith(("resnet", "resnext", "wide_resnet")))

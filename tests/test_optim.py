@@ -1,4 +1,4 @@
-"""Tests for medflow.optim: optimisers converge, schedules follow their formulas, losses match
+"""Tests for medflow.ml.optim: optimisers converge, schedules follow their formulas, losses match
 torch references."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LRScheduler
 
-from medflow.optim import (
+from medflow.ml.optim import (
     OPTIMIZERS,
     OptimConfig,
     build_loss,

@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 
-from medflow.tracking import Tracker, find_runs
+from medflow.tracking.client import Tracker, find_runs
 from tests.conftest import BIN, REPO, path_without_venv, run_snakemake
 from tests.pipeline_checks import assert_tiny_dag_results
 from tests.snakemake_report_checks import assert_report_zip_has_every_marked_output

@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 import pytest
 
-from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
+from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
 from tests.conftest import run_snakemake
 from tests.system.mlflow_server import MlflowServer, mlflow_server
 from tests.system.postgres_server import PostgresServer, postgres_server

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from medflow.cli import configure_logging
-from medflow.experiment import tracked_training
-from medflow.progress import PROGRESS_LOGGER, ThrottledProgressFilter, TrialProgress
-from medflow.sweep import SweepConfig
-from medflow.tracking import Tracker
+from medflow.hpo.worker import SweepConfig
+from medflow.runtime.progress import PROGRESS_LOGGER, ThrottledProgressFilter, TrialProgress
+from medflow.tracking.client import Tracker
+from medflow.tracking.training import tracked_training
 from tests.test_experiment import _config, _tags
 from tests.test_sweep import SPACE, Quadratic, init, work
 from tests.test_train import blobs_data

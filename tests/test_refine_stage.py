@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from medflow.config import MedflowConfig, validate_config
-from medflow.data.prepare import prepare_dataset
+from medflow.config.types import MedflowConfig, validate_config
 from medflow.errors import MedflowError
 from medflow.layout import Layout
 from medflow.stages.evaluate import run_evaluate
+from medflow.stages.prepare import prepare_dataset
 from medflow.stages.refine import run_refine_job
-from medflow.tracking import Tracker, find_runs
+from medflow.tracking.client import Tracker, find_runs
 from tests.conftest import run_cli, run_snakemake
 
 CONFIG = {

@@ -27,9 +27,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], bool]:
-    from medflow.config import load_config
+    from medflow.config.types import load_config
     from medflow.layout import Layout
-    from medflow.report import build_report
+    from medflow.render.build import build_report
 
     config_path = REPO / "config" / "config.yaml"
     cfg = load_config(config_path)

@@ -1,4 +1,4 @@
-"""Tests for medflow.sweep: real Optuna journal, real SQLite MLflow store, real processes."""
+"""Tests for medflow.hpo.worker: real Optuna journal, real SQLite MLflow store, real processes."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from optuna.pruners import HyperbandPruner, MedianPruner, NopPruner
 from optuna.trial import TrialState
 
 from medflow.errors import ConfigError, MedflowError
-from medflow.sweep import (
+from medflow.hpo.worker import (
     PARENT_RUN_ATTR,
     SearchSpace,
     SweepConfig,
@@ -33,7 +33,7 @@ from medflow.sweep import (
     suggest,
     summarize,
 )
-from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs
+from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT_S = 120  # upper bound for any wait on child processes
@@ -78,8 +78,8 @@ class Quadratic:
 CHILD = """
 import json, logging, sys
 from pathlib import Path
-from medflow.sweep import SweepConfig, run_worker
-from medflow.tracking import Tracker
+from medflow.hpo.worker import SweepConfig, run_worker
+from medflow.tracking.client import Tracker
 from tests.test_sweep import EXPERIMENT, STUDY, TAGS, Quadratic
 
 logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")

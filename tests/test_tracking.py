@@ -1,4 +1,4 @@
-"""Tests for medflow.tracking against real SQLite stores (no mocks of MLflow)."""
+"""Tests for medflow.tracking.client against real SQLite stores (no mocks of MLflow)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from mlflow.exceptions import MlflowException
 
-from medflow.tracking import (
+from medflow.tracking.client import (
     PARENT_RUN_TAG,
     Terminated,
     Tracker,
@@ -329,7 +329,7 @@ def test_tracked_run_restores_sigterm_handler(tracker: Tracker) -> None:
 
 SIGTERM_CHILD = """
     import sys, time
-    from medflow.tracking import Tracker, tracked_run
+    from medflow.tracking.client import Tracker, tracked_run
     tracker = Tracker(sys.argv[1])
     with tracked_run(tracker, "signals", "victim", {}) as run_id:
         tracker.log_metrics(run_id, {"loss": 2.0}, step=0)
@@ -354,7 +354,7 @@ def test_sigterm_marks_run_killed(tracker: Tracker, spawn: Callable[..., Any]) -
 
 SIGTERM_IN_STORE_CALL_CHILD = """
     import sys, time
-    from medflow.tracking import Tracker, tracked_run
+    from medflow.tracking.client import Tracker, tracked_run
     tracker = Tracker(sys.argv[1])
 
     def slow_write(run_id):
@@ -418,7 +418,7 @@ def test_torch_model_round_trip(tracker: Tracker, monkeypatch: pytest.MonkeyPatc
 WRITER_CHILD = """
     import sys, time
     from pathlib import Path
-    from medflow.tracking import Tracker, tracked_run
+    from medflow.tracking.client import Tracker, tracked_run
     uri, artifacts, go, worker = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
     tracker = Tracker(uri, artifacts)
     print("ready", flush=True)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from medflow.metrics import compute_metrics
-from medflow.models import ModelConfig
-from medflow.optim import OptimConfig
-from medflow.train import RunConfig, TrainConfig, TrainData, evaluate_scores, train
+from medflow.ml.loop import RunConfig, TrainConfig, TrainData, evaluate_scores, train
+from medflow.ml.models import ModelConfig
+from medflow.ml.optim import OptimConfig
+from medflow.stats.metrics import compute_metrics
 
 
 def blobs_data(

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from medflow.config import (
+from medflow.config.types import (
     ClassicsSettings,
     DatasetConfig,
     MedflowConfig,
@@ -28,7 +28,7 @@ from medflow.config import (
 )
 from medflow.errors import MedflowError
 from medflow.layout import Layout
-from medflow.progress import ThrottledProgressFilter, TqdmProgressHandler
+from medflow.runtime.progress import ThrottledProgressFilter, TqdmProgressHandler
 
 log = logging.getLogger("medflow")
 DEFAULT_CONFIG = "config/config.yaml"
@@ -70,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from medflow.data.prepare import prepare_dataset  # heavy imports only when needed
+    from medflow.stages.prepare import prepare_dataset  # heavy imports only when needed
 
     cfg = _dataset_config(args)
     out = Path(args.out) if args.out else Layout().prepared(cfg.name)
@@ -164,7 +164,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     import yaml
 
-    from medflow.report import build_report
+    from medflow.render.build import build_report
 
     if args.spec is not None:
         raw = _parse_spec(args.spec)
@@ -184,10 +184,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def _gpu_slot(args: argparse.Namespace) -> AbstractContextManager[str | None]:
-    """A GPU of its own for a training command (see medflow.gpu_slots), held until it ends."""
+    """A GPU of its own for a training command (medflow.runtime.gpu_slots), held until it ends."""
     if not getattr(args, "uses_gpu", False):
         return nullcontext()
-    from medflow.gpu_slots import claim_gpu_slot, default_lock_dir
+    from medflow.runtime.gpu_slots import claim_gpu_slot, default_lock_dir
 
     return claim_gpu_slot(args.gpu_lock_dir or default_lock_dir(Path(args.results)))
 

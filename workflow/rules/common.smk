@@ -4,7 +4,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from medflow.config import MedflowConfig, validate_config
+from medflow.config.types import MedflowConfig, validate_config
 from medflow.layout import Layout, seed_label
 
 # Fail before any job runs, naming the file and the key; defaults are filled in.

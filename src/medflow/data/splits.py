@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from medflow.config import DatasetConfig
+from medflow.config.types import DatasetConfig
 from medflow.data.base import SourceData, Split
 from medflow.errors import DataError
 

@@ -14,7 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from medflow.classics import (
+from medflow.config.types import ClassicsSettings, TrackingConfig
+from medflow.data.format import PreparedDataset
+from medflow.errors import DataError
+from medflow.layout import Layout
+from medflow.ml.perceptron import (
     GATES,
     ClassicsConfig,
     gate_table,
@@ -22,12 +26,8 @@ from medflow.classics import (
     run_classics,
     xor_experiment,
 )
-from medflow.config import ClassicsSettings, TrackingConfig
-from medflow.data.prepared import PreparedDataset
-from medflow.errors import DataError
-from medflow.io import write_json_atomic
-from medflow.layout import Layout
-from medflow.tracking import Tracker, config_hash, standard_tags, tracked_run
+from medflow.runtime.io import write_json_atomic
+from medflow.tracking.client import Tracker, config_hash, standard_tags, tracked_run
 
 log = logging.getLogger(__name__)
 STUDY = "classics"

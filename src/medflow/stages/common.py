@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from medflow.config import StudyConfig
-from medflow.models import ModelConfig
-from medflow.optim import OptimConfig
-from medflow.train import RunConfig, TrainConfig
+from medflow.config.types import StudyConfig
+from medflow.ml.loop import RunConfig, TrainConfig
+from medflow.ml.models import ModelConfig
+from medflow.ml.optim import OptimConfig
 
 RUN_ID_FILE = "run_id.txt"
 MODEL_FILE = "model.pt"

@@ -16,10 +16,16 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
-from medflow.config import StudyConfig, TrackingConfig
-from medflow.data.prepared import PreparedDataset
+from medflow.config.types import StudyConfig, TrackingConfig
+from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
-from medflow.evaluate import (
+from medflow.layout import Layout, seed_label
+from medflow.ml.loop import evaluate_scores
+from medflow.ml.monitor import MINIMISED
+from medflow.ml.transfer import load_model_file
+from medflow.runtime.io import write_json_atomic
+from medflow.stages.common import MODEL_FILE, RESULT_FILE, read_json
+from medflow.stats.evaluation import (
     bootstrap_metrics,
     confusion_figure,
     per_class_metrics,
@@ -27,13 +33,7 @@ from medflow.evaluate import (
     save_predictions,
     summarize_modes,
 )
-from medflow.io import write_json_atomic
-from medflow.layout import Layout, seed_label
-from medflow.monitor import MINIMISED
-from medflow.stages.common import MODEL_FILE, RESULT_FILE, read_json
-from medflow.tracking import Tracker, config_hash, standard_tags, tracked_run
-from medflow.train import evaluate_scores
-from medflow.transfer import load_model_file
+from medflow.tracking.client import Tracker, config_hash, standard_tags, tracked_run
 
 log = logging.getLogger(__name__)
 

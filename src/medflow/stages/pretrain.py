@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from medflow.config import StudyConfig, TrackingConfig
-from medflow.data.prepared import PreparedDataset
+from medflow.config.types import StudyConfig, TrackingConfig
+from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
-from medflow.experiment import tracked_training
-from medflow.io import atomic_write_bytes, write_json_atomic
-from medflow.models import ModelConfig
-from medflow.optim import OptimConfig
+from medflow.ml.loop import RunConfig, TrainConfig, TrainData
+from medflow.ml.models import ModelConfig
+from medflow.ml.optim import OptimConfig
+from medflow.ml.transfer import save_model_file
+from medflow.runtime.io import atomic_write_bytes, write_json_atomic
 from medflow.stages.common import MODEL_FILE, RESULT_FILE, RUN_ID_FILE
-from medflow.tracking import Tracker, config_hash, standard_tags
-from medflow.train import RunConfig, TrainConfig, TrainData
-from medflow.transfer import save_model_file
+from medflow.tracking.client import Tracker, config_hash, standard_tags
+from medflow.tracking.training import tracked_training
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medflow.config import StudyConfig, TrackingConfig
-from medflow.data.prepared import PreparedDataset
-from medflow.experiment import tracked_training
-from medflow.io import atomic_write_bytes, write_json_atomic
+from medflow.config.types import StudyConfig, TrackingConfig
+from medflow.data.format import PreparedDataset
 from medflow.layout import Layout, seed_label
-from medflow.optim import n_outputs_for
+from medflow.ml.loop import TrainData
+from medflow.ml.optim import n_outputs_for
+from medflow.ml.transfer import Mode, initial_model, save_model_file
+from medflow.runtime.io import atomic_write_bytes, write_json_atomic
 from medflow.stages.common import (
     MODEL_FILE,
     RESULT_FILE,
@@ -27,9 +28,8 @@ from medflow.stages.common import (
     read_run_id,
     run_config,
 )
-from medflow.tracking import Tracker, config_hash, resolve_tracking_uri, standard_tags
-from medflow.train import TrainData
-from medflow.transfer import Mode, initial_model, save_model_file
+from medflow.tracking.client import Tracker, config_hash, resolve_tracking_uri, standard_tags
+from medflow.tracking.training import tracked_training
 
 log = logging.getLogger(__name__)
 

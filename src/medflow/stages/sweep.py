@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from medflow.config import StudyConfig, TrackingConfig
-from medflow.data.prepared import PreparedDataset
+from medflow.config.types import StudyConfig, TrackingConfig
+from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
+from medflow.hpo.worker import SearchSpace, SweepConfig, init_sweep, summarize
 from medflow.layout import Layout
-from medflow.monitor import direction
-from medflow.sweep import SearchSpace, SweepConfig, init_sweep, summarize
-from medflow.tracking import Tracker, config_hash, standard_tags
+from medflow.ml.monitor import direction
+from medflow.tracking.client import Tracker, config_hash, standard_tags
 
 log = logging.getLogger(__name__)
 

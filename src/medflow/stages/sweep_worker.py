@@ -1,6 +1,6 @@
 """A sweep worker: Optuna trials that fine-tune (or train) on the target, in MLflow.
 
-medflow.sweep runs the machinery (exact budget across worker processes, pruning,
+medflow.hpo.worker runs the machinery (exact budget across worker processes, pruning,
 retries, resume); this module supplies what a trial trains.
 """
 
@@ -10,18 +10,18 @@ from collections.abc import Callable
 
 import optuna
 
-from medflow.config import StudyConfig, TrackingConfig
-from medflow.data.prepared import PreparedDataset
-from medflow.experiment import EpochFanOut, MlflowEpochLogger, finish_progress
+from medflow.config.types import StudyConfig, TrackingConfig
+from medflow.data.format import PreparedDataset
+from medflow.hpo.worker import run_worker, suggest
 from medflow.layout import Layout
-from medflow.optim import n_outputs_for
-from medflow.progress import EpochProgress
+from medflow.ml.loop import TrainData, train
+from medflow.ml.optim import n_outputs_for
+from medflow.ml.transfer import initial_model
+from medflow.runtime.progress import EpochProgress
 from medflow.stages.common import MODEL_FILE, read_run_id, run_config
 from medflow.stages.sweep import search_space, sweep_config, sweep_tags
-from medflow.sweep import run_worker, suggest
-from medflow.tracking import Tracker, flatten
-from medflow.train import TrainData, train
-from medflow.transfer import initial_model
+from medflow.tracking.client import Tracker, flatten
+from medflow.tracking.training import EpochFanOut, MlflowEpochLogger, finish_progress
 
 
 def make_objective(

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim import lr_scheduler
 
-from medflow.strict import reject_unknown_keys
+from medflow.config.strict import reject_unknown_keys
 
 __all__ = [
     "LOSSES",

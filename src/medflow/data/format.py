@@ -22,7 +22,7 @@ from safetensors.numpy import load_file, save_file
 
 from medflow.data.base import SPLITS, SourceData, Split
 from medflow.errors import DataError
-from medflow.io import atomic_write_bytes
+from medflow.runtime.io import atomic_write_bytes
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import torch
 
 from medflow.errors import MedflowError
-from medflow.io import atomic_write_bytes
-from medflow.models import Classifier, ModelConfig, build_model, freeze_backbone, replace_head
+from medflow.ml.models import Classifier, ModelConfig, build_model, freeze_backbone, replace_head
+from medflow.runtime.io import atomic_write_bytes
 
 Mode = Literal["finetune", "linear_probe", "scratch"]
 MODES: tuple[Mode, ...] = ("finetune", "linear_probe", "scratch")

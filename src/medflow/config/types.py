@@ -22,7 +22,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from medflow.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+SCHEMA_PATH = Path(__file__).parents[1] / "config.schema.yaml"
 
 
 @cache
@@ -196,7 +196,7 @@ class TrackingConfig:
 class ClassicsSettings:
     enabled: bool
     datasets: dict[str, str]  # gate name -> prepared dataset name
-    params: dict[str, Any]  # medflow.classics.ClassicsConfig fields
+    params: dict[str, Any]  # medflow.ml.perceptron.ClassicsConfig fields
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> ClassicsSettings:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medflow.strict import reject_unknown_keys
+from medflow.config.strict import reject_unknown_keys
 
 __all__ = [
     "ACTIVATIONS",

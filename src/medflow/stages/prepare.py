@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from medflow.config import DatasetConfig
+from medflow.config.types import DatasetConfig
 from medflow.data.base import SPLITS, Split
-from medflow.data.prepared import build_meta, write_prepared
+from medflow.data.format import build_meta, write_prepared
 from medflow.data.registry import get_loader
 from medflow.data.splits import split_pool, subsample_per_class
 from medflow.errors import DataError

@@ -27,8 +27,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from medflow.io import atomic_write_bytes
-from medflow.metrics import compute_metrics, predictions
+from medflow.runtime.io import atomic_write_bytes
+from medflow.stats.metrics import compute_metrics, predictions
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Is a process still there? Identities that survive pid reuse, and files kept fresh.
 
 Shared by the sweep (a trial's worker, its heartbeat file) and the lock files that name
-their holder (:mod:`medflow.lockfile`).
+their holder (:mod:`medflow.runtime.lockfile`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
-from medflow.interrupts import handler_installed, signals_deferred
+from medflow.runtime.interrupts import handler_installed, signals_deferred
 
 if TYPE_CHECKING:
     import numpy as np

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medflow.models import Classifier
-from medflow.progress import EpochProgress
-from medflow.tracking import Tracker, mark_run_failed, tracked_run
-from medflow.train import EpochTracker, Result, RunConfig, TrainData, train
+from medflow.ml.loop import EpochTracker, Result, RunConfig, TrainData, train
+from medflow.ml.models import Classifier
+from medflow.runtime.progress import EpochProgress
+from medflow.tracking.client import Tracker, mark_run_failed, tracked_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -19,7 +19,7 @@ Guarantees, with any number of workers on any number of hosts sharing ``sweep_di
   become FAIL (and are retried); their MLflow runs, if still RUNNING, end KILLED.
 
 The journal's lock file is Optuna's ``JournalFileOpenLock`` (``O_CREAT | O_EXCL``) and the claim
-lock a :class:`medflow.lockfile.HolderLock` (``link(2)``): both atomic on NFSv3+, Lustre and
+lock a :class:`medflow.runtime.lockfile.HolderLock` (``link(2)``): both atomic on NFSv3+, Lustre and
 GPFS, whereas ``flock``/``fcntl`` locks are unsupported or silently node-local on some cluster
 filesystems, which would let workers on two nodes claim at once. Unlike kernel locks, such a
 file outlives a killed holder. The claim lock names its holder: it is broken at once when the
@@ -55,13 +55,13 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from medflow.config.strict import reject_unknown_keys
 from medflow.errors import ConfigError, MedflowError
-from medflow.io import atomic_write_bytes, write_json_atomic
-from medflow.liveness import ProcessIdentity, gone_pid, refreshed
-from medflow.lockfile import HolderLock, SignalSafeJournalLock
-from medflow.progress import TrialProgress
-from medflow.strict import reject_unknown_keys
-from medflow.tracking import PARENT_RUN_TAG, Tracker, find_runs, tracked_run
+from medflow.runtime.io import atomic_write_bytes, write_json_atomic
+from medflow.runtime.liveness import ProcessIdentity, gone_pid, refreshed
+from medflow.runtime.lockfile import HolderLock, SignalSafeJournalLock
+from medflow.runtime.progress import TrialProgress
+from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs, tracked_run
 
 __all__ = [
     "PARENT_RUN_ATTR",

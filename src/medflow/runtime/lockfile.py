@@ -27,8 +27,8 @@ from pathlib import Path
 
 from optuna.storages.journal import JournalFileOpenLock
 
-from medflow.interrupts import DeferredSignals, signals_deferred
-from medflow.liveness import ProcessIdentity, gone_pid, read_stripped, refreshed
+from medflow.runtime.interrupts import DeferredSignals, signals_deferred
+from medflow.runtime.liveness import ProcessIdentity, gone_pid, read_stripped, refreshed
 
 __all__ = ["HolderLock", "SignalSafeJournalLock"]
 

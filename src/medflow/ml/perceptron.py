@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from medflow.config.strict import reject_unknown_keys
 from medflow.data.sources.gates import INPUTS, TRUTH_TABLES
-from medflow.models import ACTIVATIONS, ModelConfig, build_model
-from medflow.strict import reject_unknown_keys
-from medflow.train import torch_threads
+from medflow.ml.loop import torch_threads
+from medflow.ml.models import ACTIVATIONS, ModelConfig, build_model
 
 # The same truth tables the gates data source prepares.
 GATES: dict[str, tuple[int, int, int, int]] = TRUTH_TABLES

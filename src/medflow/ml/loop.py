@@ -30,11 +30,11 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from medflow.data.prepared import PreparedDataset
-from medflow.metrics import compute_metrics
-from medflow.models import Classifier, ModelConfig, build_model
-from medflow.monitor import MINIMISED
-from medflow.optim import (
+from medflow.config.strict import reject_unknown_keys
+from medflow.data.format import PreparedDataset
+from medflow.ml.models import Classifier, ModelConfig, build_model
+from medflow.ml.monitor import MINIMISED
+from medflow.ml.optim import (
     OptimConfig,
     build_loss,
     build_optimizer,
@@ -42,7 +42,7 @@ from medflow.optim import (
     n_outputs_for,
     predict_scores,
 )
-from medflow.strict import reject_unknown_keys
+from medflow.stats.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 
@@ -430,7 +430,7 @@ def train(
             )
         if tracker is not None:
             tracker.log_epoch(epoch, metrics)
-        log.debug(  # the progress record (medflow.progress) is the per-epoch line
+        log.debug(  # the progress record (logger medflow.progress) is the per-epoch line
             "epoch %d/%d train_loss %.4f %s %.4f (%.2fs)",
             epoch,
             cfg.epochs,

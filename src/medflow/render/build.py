@@ -45,17 +45,17 @@ from mlflow.entities import Run
 from torch import nn
 
 import medflow
-from medflow.config import MedflowConfig, StudyConfig
-from medflow.data.prepared import PreparedDataset
+from medflow.config.types import MedflowConfig, StudyConfig
+from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
-from medflow.io import atomic_write_bytes
+from medflow.hpo.worker import JOURNAL_FILE, open_study
 from medflow.layout import Layout
-from medflow.metrics import compute_metrics
-from medflow.models import ACTIVATIONS
+from medflow.ml.models import ACTIVATIONS
+from medflow.ml.transfer import load_model_file
+from medflow.runtime.io import atomic_write_bytes
 from medflow.stages.sweep import sweep_config
-from medflow.sweep import JOURNAL_FILE, open_study
-from medflow.tracking import git_commit, resolve_tracking_uri
-from medflow.transfer import load_model_file
+from medflow.stats.metrics import compute_metrics
+from medflow.tracking.client import git_commit, resolve_tracking_uri
 
 __all__ = ["MEDMNIST_V2_RESNET18", "REPORT_METRICS", "build_report", "section_ids"]
 
