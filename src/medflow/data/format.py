@@ -5,7 +5,9 @@ A prepared dataset is a folder with one safetensors file per split (tensors ``x`
 renamed into place, meta.json last, so a failed run never leaves a half-written
 dataset and never damages one prepared earlier. safetensors is used because its
 bytes depend only on the arrays (no timestamps, unlike .npz), so the same config
-and seed give byte-identical files, and loading it cannot execute code.
+and seed give byte-identical files, and loading it cannot execute code. Each split file's
+SHA-256 is recorded in meta.json and checked whenever the split is loaded, so a file
+replaced or damaged after prepare is named instead of trained on.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from medflow.data.base import SPLITS, SourceData, Split
 from medflow.errors import DataError
 from medflow.runtime.io import atomic_write_bytes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-split sha256 in meta.json
 META_FILE = "meta.json"
 
 
@@ -81,6 +84,7 @@ def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
     digest = hashlib.sha256()
+    split_sha256 = {}
     try:
         for split in SPLITS:
             final = out_dir / split_file(split)
@@ -94,9 +98,11 @@ def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> dict:
                 },
                 str(tmp),
             )
-            digest.update(split.encode() + tmp.read_bytes())
+            payload = tmp.read_bytes()
+            digest.update(split.encode() + payload)
+            split_sha256[split] = hashlib.sha256(payload).hexdigest()
             staged.append((tmp, final))
-        meta = {**meta, "content_hash": digest.hexdigest()[:16]}
+        meta = {**meta, "content_hash": digest.hexdigest()[:16], "split_sha256": split_sha256}
         # meta.json marks a complete dataset: drop the old one before swapping files in.
         (out_dir / META_FILE).unlink(missing_ok=True)
         for tmp, final in staged:
@@ -137,11 +143,28 @@ class PreparedDataset:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         path = self.root / split_file(split)
+        self._verify(split, path)
         try:
             arrays = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise DataError(
+                f"prepared split {path} is unreadable ({exc}); delete {self.root} and run the "
+                "workflow again"
+            ) from None
+        return Split(arrays["x"], arrays["y"], arrays["index"])
+
+    def _verify(self, split: str, path: Path) -> None:
+        """The split file must be the one prepare wrote (its sha256 in meta.json)."""
+        try:
+            with path.open("rb") as fh:
+                actual = hashlib.file_digest(fh, "sha256").hexdigest()
         except FileNotFoundError:
             raise DataError(f"prepared split missing: {path}; run prepare again") from None
-        return Split(arrays["x"], arrays["y"], arrays["index"])
+        if actual != self.meta["split_sha256"][split]:
+            raise DataError(
+                f"prepared split {path} is not the file prepare wrote (its sha256 differs from "
+                f"{self.root / META_FILE}); delete {self.root} and run the workflow again"
+            )
 
     def normalise(self, x: np.ndarray) -> np.ndarray:
         """Standardise with the train-split statistics recorded in meta.json."""

@@ -22,10 +22,23 @@ class CsvOptions:
     missing: str = "error"
 
 
+def _duplicate_headers(path: Path) -> list[str]:
+    """Header names given more than once (pandas would rename the copies "name.1" silently)."""
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    names = [str(name) for name in header.iloc[0].tolist()] if len(header) else []
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def _read(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"csv: file not found: {path}")
     try:
+        duplicated = _duplicate_headers(path)
+        if duplicated:
+            raise DataError(
+                f"csv: {path} names column(s) {', '.join(map(repr, duplicated))} more than "
+                "once in its header; rename or remove the copies"
+            )
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise DataError(f"csv: {path} is empty") from None
@@ -80,11 +93,33 @@ def _handle_missing(frame: pd.DataFrame, columns: list[str], opts: CsvOptions, p
     return kept, len(frame) - len(kept)
 
 
+def _check_label_coding(column: pd.Series, opts: CsvOptions, path: Path) -> None:
+    """Class labels are all names or all whole numbers: "0/1" mixed with "no/yes", or 0.7,
+    would silently become extra classes."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.notna().any() and numbers.isna().any():
+        named = sorted(map(str, column[numbers.isna()].unique()))[:3]
+        coded = sorted(map(str, column[numbers.notna()].unique()))[:3]
+        raise DataError(
+            f"csv: label column '{opts.label}' in {path} mixes numbers ({', '.join(coded)}) "
+            f"and names ({', '.join(named)}); use one coding"
+        )
+    fractional = numbers.notna() & (numbers != numbers.round())
+    if fractional.any():
+        example = column[fractional].iloc[0]
+        raise DataError(
+            f"csv: label column '{opts.label}' in {path} has non-integer class label(s) "
+            f"(e.g. {example!r}); class labels must be whole numbers or names "
+            "(or set options.task: regression)"
+        )
+
+
 def _labels(column: pd.Series, opts: CsvOptions, path: Path) -> tuple[np.ndarray, list[str], str]:
     if opts.task == "regression":
         if not pd.api.types.is_numeric_dtype(column):
             raise DataError(f"csv: regression label '{opts.label}' in {path} is not numeric")
         return column.to_numpy(np.float32), [opts.label], "regression"
+    _check_label_coding(column, opts, path)
     classes = sorted(column.unique().tolist(), key=str)
     if len(classes) < 2:
         raise DataError(

@@ -11,7 +11,11 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from medflow.data.base import SPLITS, SourceData, Split, pool
+from medflow.data.pixels import to_uint8
 from medflow.errors import DataError
+
+# PIL modes of more than 8 bits per pixel: read at their own depth, then mapped to uint8.
+_DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,7 @@ class ImageFolderOptions:
     root: str
     image_size: int = 28
     channels: int = 1
+    value_range: list[float] | None = None
 
 
 def _scan(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
@@ -30,9 +35,27 @@ def _scan(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return classes, samples
 
 
+def _deep_pixels(img: Image.Image, path: str, opts: ImageFolderOptions) -> np.ndarray:
+    """A 16-bit, 32-bit or float grayscale image resized at its own depth, then to uint8."""
+    values = np.asarray(img)
+    if img.mode == "I" and values.size and values.min() >= 0 and values.max() <= 65535:
+        values = values.astype(np.uint16)  # 16-bit files that PIL opens as 32-bit "I"
+    size = (opts.image_size, opts.image_size)
+    resized = np.asarray(
+        Image.fromarray(values.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR)
+    )
+    if np.issubdtype(values.dtype, np.integer):
+        info = np.iinfo(values.dtype)
+        resized = np.clip(np.round(resized), info.min, info.max).astype(values.dtype)
+    pixels = to_uint8(resized, f"imagefolder: {path}", opts.value_range)
+    return pixels[None] if opts.channels == 1 else np.repeat(pixels[None], 3, axis=0)
+
+
 def _read_image(path: str, opts: ImageFolderOptions) -> np.ndarray:
     try:
         with Image.open(path) as img:
+            if img.mode in _DEEP_MODES:
+                return _deep_pixels(img, path, opts)
             img = img.convert("L" if opts.channels == 1 else "RGB")
             img = img.resize((opts.image_size, opts.image_size), Image.Resampling.BILINEAR)
             pixels = np.asarray(img, dtype=np.uint8)

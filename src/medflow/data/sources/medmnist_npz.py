@@ -21,6 +21,8 @@ from medmnist.info import INFO
 from tqdm import tqdm
 
 from medflow.data.base import SPLITS, SourceData, Split, Task
+from medflow.data.labels import class_ids
+from medflow.data.pixels import to_uint8
 from medflow.errors import DataError
 
 KEYS = tuple(f"{split}_{part}" for split in SPLITS for part in ("images", "labels"))
@@ -40,6 +42,7 @@ class MedmnistOptions:
     size: int = 28
     download: bool = False
     url: str | None = None
+    value_range: list[float] | None = None
 
 
 def file_name(flag: str, size: int) -> str:
@@ -98,7 +101,14 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"medmnist: {path} is corrupt or truncated ({exc})") from None
 
 
-def _to_split(images: np.ndarray, labels: np.ndarray, task: Task, n_labels: int, where: str):
+def _to_split(
+    images: np.ndarray,
+    labels: np.ndarray,
+    task: Task,
+    n_labels: int,
+    where: str,
+    value_range: list[float] | None,
+):
     if len(images) != len(labels):
         raise DataError(f"medmnist: {where}: {len(images)} images but {len(labels)} labels")
     if images.ndim == 3:
@@ -115,12 +125,15 @@ def _to_split(images: np.ndarray, labels: np.ndarray, task: Task, n_labels: int,
             raise DataError(
                 f"medmnist: {where}: {labels.shape[1]} label columns, expected {n_labels}"
             )
-        y = labels.astype(np.float32)
+        y = class_ids(labels, f"medmnist: {where}", n_classes=2).astype(np.float32)
     else:
-        y = labels[:, 0].astype(np.int64)
-        if y.size and (y.min() < 0 or y.max() >= n_labels):
-            raise DataError(f"medmnist: {where}: labels outside 0..{n_labels - 1}")
-    return Split(images.astype(np.uint8), y, np.arange(len(y), dtype=np.int64))
+        if labels.shape[1] != 1:
+            raise DataError(
+                f"medmnist: {where}: {labels.shape[1]} label columns, expected 1 for a {task} flag"
+            )
+        y = class_ids(labels[:, 0], f"medmnist: {where}", n_classes=n_labels)
+    x = to_uint8(images, f"medmnist: {where}", value_range)
+    return Split(x, y, np.arange(len(y), dtype=np.int64))
 
 
 def load(options: dict[str, Any], seed: int) -> SourceData:
@@ -138,7 +151,12 @@ def load(options: dict[str, Any], seed: int) -> SourceData:
     names = [info["label"][str(i)] for i in range(len(info["label"]))]
     splits = {
         s: _to_split(
-            arrays[f"{s}_images"], arrays[f"{s}_labels"], task, len(names), f"{path} [{s}]"
+            arrays[f"{s}_images"],
+            arrays[f"{s}_labels"],
+            task,
+            len(names),
+            f"{path} [{s}]",
+            opts.value_range,
         )
         for s in SPLITS
     }
