@@ -158,3 +158,25 @@ def test_truncated_split_file_names_the_file_and_the_fix(prepared_digits):
     with pytest.raises(DataError) as err:
         PreparedDataset.open(prepared_digits).load("test")
     assert str(path) in str(err.value) and f"delete {prepared_digits}" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e300"])
+def test_csv_non_finite_feature_is_refused_naming_column_and_row(tmp_path, capsys, value):
+    path = write_clinical_csv(tmp_path / "mi.csv")
+    lines = path.read_text().splitlines()
+    lines[3] = f"{value},{lines[3].split(',', 1)[1]}"
+    path.write_text("\n".join(lines) + "\n")
+    section = {"source": "csv", "options": {"path": str(path), "label": "heart_attack"}}
+    code, err = prepare(capsys, tmp_path / "out", section)
+    assert code == 2
+    assert "'blood_pressure'" in err and "data row 3" in err and "not a finite" in err
+
+
+def test_a_split_with_a_single_class_is_refused_at_prepare(tmp_path, capsys):
+    path = write_medmnist_npz(tmp_path / "breastmnist.npz", counts=(20, 6, 8))
+    rewrite_npz(path, test_labels=np.zeros((8, 1), dtype=np.uint8))
+    out = tmp_path / "out"
+    code, err = prepare(capsys, out, npz_section(tmp_path))
+    assert code == 2
+    assert "the test split holds only class" in err
+    assert not out.exists() or not any(out.iterdir())

@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 from medflow.config.types import DatasetConfig
-from medflow.data.base import SPLITS, Split
+from medflow.data.base import Split
+from medflow.data.checks import check_splits
 from medflow.data.format import build_meta, write_prepared
 from medflow.data.registry import get_loader
 from medflow.data.splits import split_pool, subsample_per_class
-from medflow.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +23,7 @@ def prepare_dataset(cfg: DatasetConfig, out_dir: Path) -> dict:
         splits["train"] = subsample_per_class(
             splits["train"], cfg.train_per_class, cfg.seed, data, cfg.name
         )
-    empty = [s for s in SPLITS if len(splits[s]) == 0]
-    if empty:
-        raise DataError(f"dataset '{cfg.name}': split(s) {', '.join(empty)} are empty")
+    check_splits(cfg.name, splits, data.task, data.class_names)
     meta = build_meta(cfg.name, data, splits, cfg.to_dict())
     meta = write_prepared(out_dir, splits, meta)
     sizes = ", ".join(f"{s} {n}" for s, n in meta["split_sizes"].items())

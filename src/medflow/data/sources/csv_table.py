@@ -135,6 +135,21 @@ def _labels(column: pd.Series, opts: CsvOptions, path: Path) -> tuple[np.ndarray
     return codes, [str(c) for c in classes], task
 
 
+def _finite_features(frame: pd.DataFrame, features: list[str], path: Path) -> np.ndarray:
+    """The features as float32, refusing inf, -inf and values float32 cannot hold (1e300)."""
+    x = frame[features].to_numpy(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        value = frame[features[col]].iloc[row]
+        raise DataError(
+            f"csv: feature column '{features[col]}' in {path} has a value that is not a finite "
+            f"32-bit number (data row {row + 1}: {value!r}); "
+            f"{int(bad.sum())} such cell(s) in all"
+        )
+    return x
+
+
 def load(options: dict[str, Any], seed: int) -> SourceData:
     opts = CsvOptions(**options)
     path = Path(opts.path)
@@ -142,7 +157,7 @@ def load(options: dict[str, Any], seed: int) -> SourceData:
     features = _select_features(frame, opts, path)
     frame, dropped = _handle_missing(frame, [*features, opts.label], opts, path)
     y, class_names, task = _labels(frame[opts.label], opts, path)
-    x = frame[features].to_numpy(np.float32)
+    x = _finite_features(frame, features, path)
     return SourceData(
         task=task,
         kind="tabular",
