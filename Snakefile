@@ -16,6 +16,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/sweep.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analyze.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -32,17 +32,12 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision import transforms
 
 from bench.common import Options, interleaved_many, row, write_json
-from medflow.ml.loop import (
-    RunConfig,
-    TrainConfig,
-    TrainData,
-    _Batches,
-    _validation_metrics,
-    train,
-    use_channels_last,
-)
+from medflow.ml.batches import Batches
+from medflow.ml.device import use_channels_last
+from medflow.ml.loop import RunConfig, TrainConfig, TrainData, train, validation_metrics
 from medflow.ml.models import ModelConfig, build_model
-from medflow.ml.optim import OptimConfig, build_loss, build_optimizer, predict_scores
+from medflow.ml.optim import OptimConfig, build_optimizer
+from medflow.ml.task import build_loss, predict_scores
 from medflow.stats.metrics import compute_metrics
 
 N_CLASSES = 10
@@ -67,10 +62,14 @@ class Case:
 
     def run_config(self) -> RunConfig:
         return RunConfig(
-            model=ModelConfig(arch=self.arch, width=self.width, depth=2, hidden_sizes=(64,)),
+            model=ModelConfig.from_schema(
+                arch=self.arch, width=self.width, depth=2, hidden_sizes=(64,)
+            ),
             # MedMNIST's getting-started optimiser: SGD, lr 0.001, momentum 0.9.
-            optim=OptimConfig(name="momentum", lr=0.001, momentum=0.9),
-            train=TrainConfig(
+            optim=OptimConfig.from_schema(
+                name="momentum", lr=0.001, momentum=0.9, schedule="constant"
+            ),
+            train=TrainConfig.from_schema(
                 epochs=self.epochs, batch_size=self.batch, patience=0, device="cpu", seed=0
             ),
         )
@@ -263,8 +262,15 @@ def medflow_phases(run: RunConfig, images: Images) -> dict[str, float]:
     data = train_data(images)
     device = torch.device("cpu")
     probe = build_model(run.model, data.input_shape, N_CLASSES)
-    channels_last = use_channels_last(probe, device, run.train, data.input_shape)
-    batches = _Batches(data.x_train, data.y_train, run.train, device)
+    channels_last = use_channels_last(probe, device, run.train.amp, data.input_shape)
+    batches = Batches(
+        data.x_train,
+        data.y_train,
+        device,
+        batch_size=run.train.batch_size,
+        seed=run.train.seed,
+        resident_max_mb=run.train.resident_max_mb,
+    )
     loss_fn = build_loss(TASK)
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
@@ -274,7 +280,7 @@ def medflow_phases(run: RunConfig, images: Images) -> dict[str, float]:
         run,
         data.input_shape,
         batches.epoch,
-        lambda model: _validation_metrics(model, data, loss_fn, device, TASK),
+        lambda model: validation_metrics(model, data, loss_fn, device, TASK),
         prepare if channels_last else None,
     )
 

@@ -89,7 +89,7 @@ def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def resnet18(size: int) -> nn.Module:
     """medflow's ResNet-18: CIFAR-style 3x3 stem below 64 px, torchvision's stem above."""
-    return build_model(ModelConfig(arch="resnet18"), (3, size, size), N_CLASSES)
+    return build_model(ModelConfig.from_schema(arch="resnet18"), (3, size, size), N_CLASSES)
 
 
 def _sync(device: torch.device) -> None:
@@ -110,7 +110,9 @@ def resident_steps(
     device = x.device
     model = model.to(device, memory_format=torch.channels_last)
     x = x.contiguous(memory_format=torch.channels_last)
-    optimizer = build_optimizer(OptimConfig(name="momentum", lr=0.01), model.parameters())
+    optimizer = build_optimizer(
+        OptimConfig.from_schema(name="momentum", lr=0.01), model.parameters()
+    )
     loss_fn = nn.CrossEntropyLoss()
     forward = torch.compile(model) if compile_model else model
 
@@ -140,7 +142,9 @@ def reference_steps(model: nn.Module, images: np.ndarray, targets: np.ndarray, b
     loader = DataLoader(
         MedMNISTStyle(images, targets, REFERENCE_TRANSFORM), batch_size=batch, shuffle=True
     )
-    optimizer = build_optimizer(OptimConfig(name="momentum", lr=0.01), model.parameters())
+    optimizer = build_optimizer(
+        OptimConfig.from_schema(name="momentum", lr=0.01), model.parameters()
+    )
     loss_fn = nn.CrossEntropyLoss()
 
     def run(steps: int) -> float:
@@ -233,9 +237,11 @@ def _medflow_train(x: torch.Tensor, y: torch.Tensor, batch: int, quick: bool) ->
     val = len(y) // 8
     data = TrainData("multiclass", N_CLASSES, x[val:], y[val:], x[:val], y[:val])
     run = RunConfig(
-        model=ModelConfig(arch="resnet18"),
-        optim=OptimConfig(name="momentum", lr=0.01),
-        train=TrainConfig(epochs=2 if quick else 3, batch_size=batch, patience=0, device="cuda"),
+        model=ModelConfig.from_schema(arch="resnet18"),
+        optim=OptimConfig.from_schema(name="momentum", lr=0.01, schedule="constant"),
+        train=TrainConfig.from_schema(
+            epochs=2 if quick else 3, batch_size=batch, patience=0, device="cuda", seed=0
+        ),
     )
     history = train(run, data).history
     return {

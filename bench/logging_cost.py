@@ -75,9 +75,11 @@ def bench(options: Options) -> dict[str, Any]:
     n, epochs = (256, 2) if options.quick else (2048, 6)
     rounds = options.rounds if options.quick else max(options.rounds, 7)  # a 2% effect: 7
     run = RunConfig(
-        model=ModelConfig(arch="cnn", width=32, depth=2),
-        optim=OptimConfig(name="adam", lr=1e-3),
-        train=TrainConfig(epochs=epochs, batch_size=128, patience=0, device="cpu"),
+        model=ModelConfig.from_schema(arch="cnn", width=32, depth=2),
+        optim=OptimConfig.from_schema(name="adam", lr=1e-3, schedule="constant"),
+        train=TrainConfig.from_schema(
+            epochs=epochs, batch_size=128, patience=0, device="cpu", seed=0
+        ),
     )
     data = image_data(n, 8)
     fixed: dict[str, list[float]] = {"start_run": [], "log_params": [], "end_run": []}

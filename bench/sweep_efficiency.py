@@ -30,9 +30,11 @@ from typing import Any
 import optuna
 
 from bench.common import Options, row, write_json
-from medflow.config.types import DatasetConfig, validate_section
+from medflow.config.schema import validate_section
+from medflow.config.types import DatasetConfig
 from medflow.data.format import PreparedDataset
-from medflow.hpo.worker import SweepConfig, _claim_sampler, _pruner
+from medflow.hpo.space import SweepConfig
+from medflow.hpo.study import claim_sampler, pruner
 from medflow.ml.loop import RunConfig, TrainConfig, TrainData, train
 from medflow.ml.models import ModelConfig
 from medflow.ml.optim import OptimConfig
@@ -75,9 +77,11 @@ def digits(folder: Path) -> TrainData:
 def run_config(point: tuple[str, str, float], epochs: int) -> RunConfig:
     optimizer, activation, lr = point
     return RunConfig(
-        model=ModelConfig(arch="mlp", hidden_sizes=(64,), activation=activation),
-        optim=OptimConfig(name=optimizer, lr=lr),
-        train=TrainConfig(epochs=epochs, batch_size=32, patience=0, monitor=METRIC, seed=0),
+        model=ModelConfig.from_schema(arch="mlp", hidden_sizes=(64,), activation=activation),
+        optim=OptimConfig.from_schema(name=optimizer, lr=lr, schedule="constant"),
+        train=TrainConfig.from_schema(
+            epochs=epochs, batch_size=32, patience=0, monitor=METRIC, seed=0
+        ),
     )
 
 
@@ -90,11 +94,18 @@ def replay_tpe(
     seed: int, space: Space, curves: dict[tuple[str, str, float], list[float]], target: float
 ) -> dict[str, Any]:
     """A sequential medflow-style study over the grid's curves; epochs spent until ``target``."""
-    cfg = SweepConfig(n_trials=len(curves), epochs=space.epochs, seed=seed, pruner="median")
-    study = optuna.create_study(direction="maximize", pruner=_pruner(cfg))
+    cfg = SweepConfig.from_schema(
+        n_trials=len(curves),
+        epochs=space.epochs,
+        seed=seed,
+        pruner="median",
+        metric=METRIC,
+        direction="maximize",
+    )
+    study = optuna.create_study(direction="maximize", pruner=pruner(cfg))
     spent, reached_at, states = 0, None, {"COMPLETE": 0, "PRUNED": 0}
     for number in range(cfg.n_trials):
-        study.sampler = _claim_sampler(seed, number)  # what each medflow worker claim does
+        study.sampler = claim_sampler(seed, number)  # what each medflow worker claim does
         trial = study.ask()
         point = (
             trial.suggest_categorical("optimizer", space.optimizers),

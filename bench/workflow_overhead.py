@@ -7,7 +7,7 @@ seconds come from Snakemake's log. The rest is fixed cost, measured here per job
 interpreters, as a job pays it:
 
 - ``interpreter``: ``python -c pass``;
-- ``imports``: what a training job imports (``medflow.cli``, ``medflow.stages.sweep_worker``,
+- ``imports``: what a training job imports (``medflow.cli``, ``medflow.stages.sweep``,
   ``medflow.stages.refine``), attributed to top-level packages with ``-X importtime``;
 - ``store_open``: ``Tracker`` on an existing SQLite store (first client of the process);
 - ``store_migration``: ``Tracker`` on a new store (MLflow's schema migration), once per store;
@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Options, row, write_json
-from medflow.config.types import load_config
+from medflow.config.load import load_config
 
 GOAL = "<= 1.25"
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIG = REPO / "config" / "config.yaml"
 PROFILE = REPO / "workflow" / "profiles" / "default"
-JOB_IMPORTS = "medflow.cli, medflow.stages.sweep_worker, medflow.stages.refine"
+JOB_IMPORTS = "medflow.cli, medflow.stages.sweep, medflow.stages.refine"
 
 # Runs in a fresh interpreter: the fixed costs of one training job, timed from the inside.
 _JOB_PROBE = """
@@ -49,10 +49,11 @@ import {imports}
 t1 = time.perf_counter()
 from pathlib import Path
 import torch
-from medflow.tracking.training import learning_curve_figure
+from medflow.plots.training import learning_curve_figure
 from medflow.ml.models import ModelConfig
 from medflow.ml.optim import OptimConfig
 from medflow.tracking.client import Tracker
+from medflow.tracking.models import log_torch_model
 from medflow.ml.loop import RunConfig, TrainConfig, TrainData, train
 uri, art = sys.argv[1], Path(sys.argv[2])
 t2 = time.perf_counter()
@@ -60,13 +61,17 @@ tracker = Tracker(uri, art)
 t3 = time.perf_counter()
 x, y = torch.randn(96, 1, 8, 8), torch.arange(96) % 2
 data = TrainData("binary", 2, x[:64], y[:64], x[64:], y[64:])
-run = RunConfig(ModelConfig(arch="cnn", width=4), OptimConfig(), TrainConfig(epochs=2))
+run = RunConfig(
+    ModelConfig.from_schema(arch="cnn", width=4),
+    OptimConfig.from_schema(schedule="constant"),
+    TrainConfig.from_schema(epochs=2, batch_size=64, patience=10, seed=0),
+)
 result = train(run, data)
 t4 = time.perf_counter()
 run_id = tracker.start_run("probe", "probe", {{"stage": "probe"}})
 tracker.log_params(run_id, run.to_dict())
 tracker.log_figure(run_id, learning_curve_figure(result), "learning_curve.png")
-tracker.log_torch_model(run_id, result.model, data.x_val[:2].numpy())
+log_torch_model(tracker, run_id, result.model, data.x_val[:2].numpy())
 tracker.end_run(run_id)
 t5 = time.perf_counter()
 print(json.dumps({{"imports": t1 - t0, "store_open": t3 - t2, "run_records": t5 - t4}}))

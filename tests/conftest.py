@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medflow.ml.loop import torch_threads
+from medflow.ml.device import torch_threads
 from medflow.tracking.client import Tracker
 
 REPO = Path(__file__).resolve().parents[1]

@@ -66,5 +66,7 @@ def assert_tiny_dag_results(
     assert trials_csv["state"].isin(FINISHED).sum() == n_trials
     for name in ("confusion.png", "roc.png"):
         assert (evaluated / name).stat().st_size > 1000
+    predictions = sorted(p.name for p in (evaluated / "predictions").glob("*.csv"))
+    assert predictions == sorted(f"{m}_seed{s}.csv" for m in modes for s in seeds)
     if report:
         assert_report_complete(workdir / "results/report/index.html", ["tiny"], classics=False)

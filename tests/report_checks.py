@@ -1,13 +1,19 @@
-"""Checks that an HTML report from medflow.render.build is complete and self-contained.
+"""Checks that an HTML report from medflow.stages.report is complete and self-contained,
+and that building it opens no test split (nor a model): the report only renders.
 
-Standard library only, so any test (including the end-to-end pipeline test) can use it.
+Standard library at import, so any test (including the end-to-end pipeline test) can use it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import builtins
+import io
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -200,3 +206,70 @@ def assert_report_complete(
             problems.append(f"image {n}: {problem}")
     problems += _check_provenance(parser, allow_unknown_commit)
     assert not problems, f"{html_path}: " + "; ".join(problems)
+
+
+@contextmanager
+def recorded_opens() -> Iterator[list[str]]:
+    """Every path this process opens meanwhile: open/io.open (so Path.open, read_text, numpy,
+    torch.load), os.open, and safetensors' readers (which open files in Rust)."""
+    import safetensors
+    import safetensors.numpy
+
+    import medflow.data.format as prepared_format
+
+    opened: list[str] = []
+
+    def recording(fn, arg: int = 0):
+        def wrapper(*args, **kwargs):
+            if len(args) > arg and isinstance(args[arg], str | bytes | os.PathLike):
+                opened.append(os.fsdecode(args[arg]))
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    patches = [
+        (builtins, "open"),
+        (io, "open"),
+        (os, "open"),
+        (safetensors, "safe_open"),
+        (safetensors.numpy, "load_file"),
+        (prepared_format, "load_file"),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in patches]
+    for owner, name, fn in saved:
+        setattr(owner, name, recording(fn))
+    try:
+        yield opened
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+
+def forbidden_reads(opened: list[str], results: Path) -> list[str]:
+    """The opened paths the report must not read: any split ``test.*`` under results/data
+    (only evaluate-side jobs read the test split) and any trained model file."""
+    data = Path(os.path.realpath(Path(results) / "data"))
+    bad = []
+    for name in opened:
+        path = Path(os.path.realpath(name))
+        if (data in path.parents and path.name.startswith("test.")) or path.suffix == ".pt":
+            bad.append(name)
+    return bad
+
+
+def assert_report_opens_no_test_split(results: Path, config: Path) -> Path:
+    """Build the report of the finished run in ``results`` (config file ``config``) in this
+    process, recording every open: none may be a test split or a model; returns the report."""
+    from medflow.config.load import load_config
+    from medflow.layout import Layout
+    from medflow.stages import report
+    from medflow.stages.context import StageContext
+
+    cfg = load_config(config)
+    ctx = StageContext(layout=Layout(Path(results)), tracking=cfg.tracking)
+    with recorded_opens() as opened:
+        path = report.run(ctx, cfg, Path(config).read_text())
+    assert any(Path(p).name == "meta.json" for p in opened), "the recorder saw no read"
+    bad = forbidden_reads(opened, results)
+    assert not bad, f"the report job opened test data or a model: {bad}"
+    return path

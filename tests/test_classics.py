@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from medflow.config.schema import defaults
+from medflow.errors import ConfigError
 from medflow.ml.perceptron import (
     GATES,
     ClassicsConfig,
@@ -24,7 +26,7 @@ from medflow.ml.perceptron import (
 )
 from medflow.runtime.io import write_json_atomic
 
-CFG = ClassicsConfig()
+CFG = ClassicsConfig.from_schema()  # the schema defaults: what the classics stage runs
 ROWS = [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
@@ -146,19 +148,20 @@ def test_deterministic(doc: dict[str, Any], xor_result: XorResult) -> None:
 
 def test_mlp_training_leaves_global_torch_state_alone() -> None:
     before, threads = torch.get_rng_state(), torch.get_num_threads()
-    xor_experiment(ClassicsConfig(long_iterations=1, mlp_epochs=1))
+    xor_experiment(ClassicsConfig.from_schema(long_iterations=1, mlp_epochs=1))
     assert torch.equal(torch.get_rng_state(), before)
     assert torch.get_num_threads() == threads
 
 
-def test_from_dict() -> None:
-    cfg = ClassicsConfig.from_dict({"iterations": 3, "w0": [0.5, 0.25], "seed": 7})
-    assert cfg == ClassicsConfig(iterations=3, w0=(0.5, 0.25), seed=7)
-    assert ClassicsConfig.from_dict({}) == CFG
-    with pytest.raises(ValueError, match=r"bogus.*lrate|lrate.*bogus"):
-        ClassicsConfig.from_dict({"bogus": 1, "lrate": 0.1, "lr": 0.5})
-    with pytest.raises(ValueError, match="mlp_activation"):
-        ClassicsConfig(mlp_activation="swish")
+def test_from_section_and_schema() -> None:
+    cfg = ClassicsConfig.from_schema(iterations=3, w0=[0.5, 0.25], seed=7)
+    assert cfg == ClassicsConfig.from_schema(iterations=3, w0=(0.5, 0.25), seed=7)
+    assert (cfg.iterations, cfg.w0, cfg.seed) == (3, (0.5, 0.25), 7)
+    assert ClassicsConfig.from_section(defaults("classics")) == CFG  # enabled/datasets skipped
+    with pytest.raises(TypeError, match=r"bogus.*lrate"):
+        ClassicsConfig.from_schema(bogus=1, lrate=0.1, lr=0.5)
+    with pytest.raises(ConfigError, match="mlp_activation"):
+        ClassicsConfig.from_schema(mlp_activation="swish")
 
 
 def test_write_json_atomic(tmp_path: Path) -> None:

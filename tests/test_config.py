@@ -1,20 +1,26 @@
-"""The schema is the contract: defaults filled, every violation named with key and file."""
+"""The schema is the contract: defaults filled, every violation named with key and file, and
+every typed config built from it alone."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from medflow.config.types import (
-    MedflowConfig,
-    load_config,
+from medflow.config.load import load_config, read_config_file
+from medflow.config.schema import (
+    defaults,
     load_schema,
-    read_config_file,
+    properties,
+    search_dimensions,
     validate_config,
     validate_section,
 )
+from medflow.config.section import Section, _as_json
+from medflow.config.types import MedflowConfig
 from medflow.errors import ConfigError
 from tests.conftest import REPO, run_cli
 
@@ -162,3 +168,133 @@ def test_cli_rejects_bad_config_with_one_line_and_nonzero_exit(tmp_path):
     assert "unknown key 'sed' (did you mean 'seed'?)" in lines[0]
     ok = run_cli("validate", "--config", str(REPO / "config/config.yaml"))
     assert ok.returncode == 0, ok.stderr
+
+
+# --- typed configs take every value from the schema -----------------------------------------
+
+# Every module defining a config dataclass (a Section): imported so that the walk sees them all.
+CONFIG_MODULES = (
+    "medflow.config.types",
+    "medflow.ml.models",
+    "medflow.ml.optim",
+    "medflow.ml.loop",
+    "medflow.ml.perceptron",
+    "medflow.hpo.worker",
+)
+REQUIRED = {"pretrain": {"dataset": "d"}}  # $defs with required keys and no default
+
+
+def _section_types() -> list[type]:
+    for module in CONFIG_MODULES:
+        importlib.import_module(module)
+    return sorted(Section.__subclasses__(), key=lambda cls: cls.__name__)
+
+
+def test_config_types_cover_the_schema_definitions() -> None:
+    names = {cls.__name__: cls.SCHEMA for cls in _section_types()}
+    expected = {"ModelConfig", "OptimConfig", "TrainConfig", "ClassicsConfig", "TrackingConfig"}
+    assert expected | {"PretrainConfig"} <= set(names)
+    assert set(names.values()) <= set(load_schema()["$defs"])
+
+
+@pytest.mark.parametrize("cls", _section_types(), ids=lambda cls: cls.__name__)
+def test_each_config_type_builds_from_empty_section_and_schema_defaults(cls: type) -> None:
+    """No field defaults; built from {} + schema defaults every value equals the schema's."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for f in fields.values():
+        assert f.default is dataclasses.MISSING, f"{cls.__name__}.{f.name} has a default"
+        assert f.default_factory is dataclasses.MISSING, f"{cls.__name__}.{f.name}"
+    section = validate_section(REQUIRED.get(cls.SCHEMA, {}), cls.SCHEMA, source="test")
+    keys = set(properties(cls.SCHEMA)) - cls.SKIPPED
+    extra = {name: object() for name in set(fields) - keys}  # fields the stage sets (seed)
+    cfg = cls.from_section(section, **extra)
+    for key in keys:
+        assert key in fields, f"schema key {cls.SCHEMA}.{key} has no {cls.__name__} field"
+        assert _as_json(getattr(cfg, key)) == section[key], f"{cls.__name__}.{key}"
+    assert cls.from_schema(**REQUIRED.get(cls.SCHEMA, {}), **extra) == cfg
+
+
+def test_from_section_refuses_missing_and_unknown_keys() -> None:
+    from medflow.ml.loop import TrainConfig
+
+    with pytest.raises(TypeError, match=r"unknown keys \[\], missing keys \['seed'\]"):
+        TrainConfig.from_section(defaults("train"))
+    with pytest.raises(TypeError, match=r"unknown keys \['sed'\]"):
+        TrainConfig.from_section(defaults("train"), seed=0, sed=1)
+    with pytest.raises(ConfigError, match=r"TrainConfig: batch_size: 0 is less than"):
+        TrainConfig.from_schema(batch_size=0, seed=0)
+
+
+def test_former_dataclass_defaults_now_come_from_the_schema() -> None:
+    """The values that dataclass defaults used to disagree on: the schema's win everywhere."""
+    from medflow.ml.loop import TrainConfig
+    from medflow.ml.optim import OptimConfig
+    from medflow.ml.perceptron import ClassicsConfig
+
+    train = TrainConfig.from_schema(seed=0)
+    assert (train.batch_size, train.patience) == (32, 8)  # were 64 and 10
+    assert OptimConfig.from_schema().schedule == "cosine"  # was constant
+    classics = ClassicsConfig.from_schema()
+    assert (classics.mlp_epochs, classics.mlp_lr) == (2000, 0.1)  # were 1000 and 0.01
+    assert defaults("sweep")["epochs"] == 15  # SweepConfig had 10
+
+
+def _study_config(tmp_path: Path, study: str) -> Path:
+    text = (
+        "datasets:\n  d: {source: gates}\nclassics: {enabled: false}\n"
+        f"studies:\n  s:\n    target: d\n    refine: {{modes: [scratch]}}\n{study}"
+    )
+    return _write(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("study", "expected"),
+    [
+        (
+            "    model: {arch: mlp, weights: imagenet}\n",
+            "studies.s.model.weights: 'imagenet' needs a torchvision arch, not 'mlp'",
+        ),
+        (
+            "    sweep: {space: {lr: [0.1, 0.001]}}\n",
+            "studies.s.sweep.space.lr: need low <= high, got [0.1, 0.001]",
+        ),
+        (
+            "    sweep: {space: {weight_decay: [0.1, 0.001]}}\n",
+            "studies.s.sweep.space.weight_decay: need low <= high",
+        ),
+        (
+            "    sweep: {storage: optuna.db}\n",
+            "studies.s.sweep.storage: 'optuna.db' is not a database URL",
+        ),
+    ],
+)
+def test_cross_key_checks_the_schema_cannot_express(tmp_path, study, expected) -> None:
+    path = _study_config(tmp_path, study)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: {expected}"), str(err.value)
+    fine = (
+        "    model: {arch: resnet18, weights: imagenet}\n    sweep: {space: {lr: [0.01, 0.01]}}\n"
+    )
+    assert load_config(_study_config(tmp_path, fine)).study("s").model["weights"] == "imagenet"
+
+
+def test_search_dimensions_name_the_run_config_field_they_set() -> None:
+    from medflow.ml.loop import RunConfig, TrainConfig
+    from medflow.ml.models import ModelConfig
+    from medflow.ml.optim import OptimConfig
+
+    dims = search_dimensions()
+    assert [d.key for d in dims] == list(properties("search_space"))
+    # The order trials sample in (TPE's random draws follow it): never reorder the schema.
+    assert [d.param for d in dims][:3] == ["optimizer", "activation", "lr"]
+    sections = {"model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
+    assert set(sections) == {f.name for f in dataclasses.fields(RunConfig)}
+    space = defaults("search_space")
+    for dim in dims:
+        assert dim.sample in ("categorical", "log_float"), dim
+        if dim.sample == "log_float" and space[dim.key] is not None:
+            assert len(space[dim.key]) == 2
+        if dim.sets is not None:
+            section, field = dim.sets.split(".")
+            assert field in {f.name for f in dataclasses.fields(sections[section])}, dim

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medflow.config.types import DatasetConfig, validate_section
+from medflow.config.schema import validate_section
+from medflow.config.types import DatasetConfig
 from medflow.data.base import SPLITS
 from medflow.data.format import PreparedDataset
 from medflow.data.registry import SOURCES
@@ -40,7 +41,7 @@ def assert_disjoint_splits(ds: PreparedDataset) -> None:
 
 
 def test_registry_and_schema_list_the_same_sources():
-    from medflow.config.types import load_schema
+    from medflow.config.schema import load_schema
 
     assert set(SOURCES) == set(load_schema()["$defs"]["dataset"]["properties"]["source"]["enum"])
 

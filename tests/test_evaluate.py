@@ -1,25 +1,22 @@
-"""Test-set evaluation: bootstrap CIs, per-class tables, seed aggregates, figures, CSVs."""
+"""Test-set evaluation: bootstrap CIs, per-class tables, seed aggregates (medflow.stats),
+figures (medflow.plots) and prediction CSVs."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from medflow.stats.evaluation import (
-    aggregate_over_seeds,
-    bootstrap_metrics,
-    confusion_figure,
-    paired_difference,
-    per_class_metrics,
-    resampled_metrics,
-    roc_figure,
-    save_predictions,
-    summarize_modes,
-)
+from medflow.plots.classification import confusion_figure, roc_figure
+from medflow.stats.bootstrap import bootstrap_metrics, resampled_metrics
+from medflow.stats.intervals import aggregate_over_seeds, paired_difference
 from medflow.stats.metrics import compute_metrics
+from medflow.stats.predictions import save_predictions
+from medflow.stats.summary import per_class_metrics, summarize_modes
 
 METRICS = {"accuracy", "balanced_accuracy", "auc", "f1"}
 
@@ -314,3 +311,18 @@ def test_save_predictions_binary_and_multilabel(tmp_path) -> None:
     np.testing.assert_array_equal(frame[["y_0", "y_1", "y_2"]].to_numpy(), y)
     np.testing.assert_array_equal(frame[["score_0", "score_1", "score_2"]].to_numpy(), scores)
     np.testing.assert_array_equal(frame[["pred_0", "pred_1", "pred_2"]], scores >= 0.5)
+
+
+# --------------------------------------------------------------------------- imports
+
+
+def test_evaluation_maths_and_figures_do_not_import_torch() -> None:
+    """stats/ and plots/ work on numpy arrays: the report and analysis code need no torch."""
+    modules = ["bootstrap", "intervals", "metrics", "predictions", "scores", "summary"]
+    code = "; ".join(
+        [f"import medflow.stats.{m}" for m in modules]
+        + ["import medflow.plots.classification, medflow.plots.training, sys"]
+        + ["print('torch' in sys.modules)"]
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

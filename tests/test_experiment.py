@@ -11,16 +11,21 @@ import torch
 from medflow.ml.loop import RunConfig, TrainConfig
 from medflow.ml.models import ModelConfig
 from medflow.ml.optim import OptimConfig
-from medflow.tracking.client import find_runs, standard_tags
+from medflow.tracking.client import find_runs
+from medflow.tracking.provenance import standard_tags
 from medflow.tracking.training import tracked_training
 from tests.test_train import blobs_data
 
 
 def _config(**optim) -> RunConfig:
     return RunConfig(
-        model=ModelConfig(arch="mlp", hidden_sizes=(16,)),
-        optim=OptimConfig(**{"name": "adam", "lr": 1e-2, **optim}),
-        train=TrainConfig(epochs=4, batch_size=32, monitor="val_accuracy"),
+        model=ModelConfig.from_schema(arch="mlp", hidden_sizes=(16,)),
+        optim=OptimConfig.from_schema(
+            **{"name": "adam", "lr": 1e-2, "schedule": "constant", **optim}
+        ),
+        train=TrainConfig.from_schema(
+            epochs=4, batch_size=32, patience=10, monitor="val_accuracy", seed=0
+        ),
     )
 
 

@@ -23,7 +23,9 @@ import pytest
 from medflow.ml.loop import RunConfig, TrainConfig
 from medflow.ml.models import ModelConfig
 from medflow.ml.optim import OptimConfig
-from medflow.tracking.client import PARENT_RUN_TAG, Tracker, standard_tags, tracked_run
+from medflow.tracking.client import PARENT_RUN_TAG, Tracker
+from medflow.tracking.provenance import standard_tags
+from medflow.tracking.runs import tracked_run
 from medflow.tracking.training import tracked_training
 from tests.conftest import sqlite_uri
 from tests.system.mlflow_server import MlflowServer, mlflow_server
@@ -68,9 +70,11 @@ def _log_tiny_study(tracker: Tracker) -> tuple[str, dict[str, dict[str, Any]]]:
     with tracked_run(tracker, EXPERIMENT, SWEEP_RUN, sweep_tags) as parent:
         for number, optimizer in enumerate(OPTIMIZERS):
             run = RunConfig(
-                model=ModelConfig(arch="mlp", hidden_sizes=(8,)),
-                optim=OptimConfig(name=optimizer, lr=0.05),
-                train=TrainConfig(epochs=EPOCHS, batch_size=32, monitor="val_accuracy"),
+                model=ModelConfig.from_schema(arch="mlp", hidden_sizes=(8,)),
+                optim=OptimConfig.from_schema(name=optimizer, lr=0.05, schedule="constant"),
+                train=TrainConfig.from_schema(
+                    epochs=EPOCHS, batch_size=32, patience=10, monitor="val_accuracy", seed=0
+                ),
             )
             tags = standard_tags(
                 "trial",

@@ -13,9 +13,11 @@ import optuna
 import pytest
 import yaml
 
+from medflow.layout import Layout
 from medflow.tracking.client import Tracker, find_runs
 from tests.conftest import BIN, REPO, path_without_venv, run_snakemake
 from tests.pipeline_checks import assert_tiny_dag_results
+from tests.report_checks import assert_report_opens_no_test_split
 from tests.snakemake_report_checks import assert_report_zip_has_every_marked_output
 
 pytestmark = pytest.mark.slow
@@ -105,6 +107,31 @@ def test_whole_dag_logs_nested_runs_tags_and_test_metrics_and_reports(tmp_path):
     report = (tmp_path / "results/report/index.html").read_text()
     assert f'href="{UI_URL}/#/experiments/' in report  # run ids link into the UI
     assert_report_zip_has_every_marked_output(tmp_path, config)
+    assert_report_opens_no_test_split(tmp_path / "results", config)  # the report only renders
+    assert_delete_all_output_removes_every_declared_file(tmp_path, config)
+
+
+def assert_delete_all_output_removes_every_declared_file(tmp_path: Path, config: Path) -> None:
+    """Every file a job writes for the DAG is declared: each refine seed's records too."""
+    layout = Layout(tmp_path / "results")
+    seed_files = [
+        path
+        for mode in ("finetune", "linear_probe", "scratch")
+        for seed in (0, 1)
+        for path in (
+            layout.refine_result("tiny", mode, seed),
+            layout.refine_run_id("tiny", mode, seed),
+        )
+    ]
+    assert all(path.exists() for path in seed_files)
+    deleted = run_snakemake(
+        "--delete-all-output", "--configfile", str(config), workdir=tmp_path, timeout=120
+    )
+    assert deleted.returncode == 0, deleted.stdout[-3000:] + deleted.stderr[-3000:]
+    assert not [path for path in seed_files if path.exists()]
+    assert not layout.evaluate_metrics("tiny").exists()
+    assert not layout.evaluate_predictions("tiny").exists()
+    assert not layout.pretrain_model("tiny", "relu").exists()
 
 
 def test_four_workers_share_one_study_and_store_without_losing_trials(tmp_path):

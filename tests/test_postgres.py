@@ -15,6 +15,7 @@ import optuna
 import pytest
 
 from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
+from medflow.tracking.models import load_torch_model, log_torch_model
 from tests.conftest import run_snakemake
 from tests.system.mlflow_server import MlflowServer, mlflow_server
 from tests.system.postgres_server import PostgresServer, postgres_server
@@ -107,10 +108,11 @@ def test_a_model_logged_through_the_server_loads_back(servers, no_global_trackin
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
     example = np.random.default_rng(0).random((2, 4), dtype=np.float32)
     run_id = tracker.start_run("medflow/models", "model round trip", {"stage": "test"})
-    tracker.log_torch_model(run_id, model, example)
+    log_torch_model(tracker, run_id, model, example)
     tracker.end_run(run_id)
 
     batch = torch.rand(5, 4)
-    torch.testing.assert_close(tracker.load_torch_model(run_id)(batch), model(batch).detach())
+    loaded = load_torch_model(tracker, run_id)
+    torch.testing.assert_close(loaded(batch), model(batch).detach())
     assert list(server.artifacts_dir.rglob("MLmodel"))
     assert not (no_global_tracking / "mlflow.db").exists()

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from medflow.cli import configure_logging
-from medflow.hpo.worker import SweepConfig
 from medflow.runtime.progress import PROGRESS_LOGGER, ThrottledProgressFilter, TrialProgress
 from medflow.tracking.client import Tracker
 from medflow.tracking.training import tracked_training
 from tests.test_experiment import _config, _tags
-from tests.test_sweep import SPACE, Quadratic, init, work
+from tests.test_sweep import SPACE, Quadratic, init, sweep_cfg, work
 from tests.test_train import blobs_data
 
 EPOCH_LINE = re.compile(r"unit mlp: epoch (\d+)/4 train_loss=\S+ val_loss=\S+ val_accuracy=\S+")
@@ -89,7 +88,7 @@ def test_throttle_passes_warnings_first_and_final_events_only() -> None:
 def test_sweep_worker_logs_study_progress_after_each_trial(
     tracker: Tracker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cfg = SweepConfig(n_trials=3, workers=1, epochs=2)
+    cfg = sweep_cfg(n_trials=3, workers=1, epochs=2)
     init(cfg, tmp_path / "sweep", tracker)
     with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER):
         work(cfg, tmp_path / "sweep", tracker, Quadratic(SPACE, epochs=2))

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from medflow.config.types import MedflowConfig, validate_config
+from medflow.config.schema import validate_config
+from medflow.config.types import MedflowConfig
 from medflow.errors import MedflowError
 from medflow.layout import Layout
-from medflow.stages.evaluate import run_evaluate
+from medflow.stages import evaluate, refine
+from medflow.stages.context import StageContext
 from medflow.stages.prepare import prepare_dataset
-from medflow.stages.refine import run_refine_job
 from medflow.tracking.client import Tracker, find_runs
 from tests.conftest import run_cli, run_snakemake
 
@@ -44,14 +45,17 @@ def _setup(tmp_path: Path) -> tuple[MedflowConfig, Layout]:
     layout = Layout(tmp_path / "results")
     prepare_dataset(cfg.dataset("digits"), layout.prepared("digits"))
     best = {"params": {"optimizer": "adam", "activation": "relu", "lr": 0.01}, "number": 3}
-    sweep = layout.sweep("tiny")
-    sweep.mkdir(parents=True)
-    (sweep / "best_params.json").write_text(json.dumps(best))
+    layout.sweep("tiny").mkdir(parents=True)
+    layout.sweep_best("tiny").write_text(json.dumps(best))
     return cfg, layout
 
 
+def _ctx(cfg: MedflowConfig, layout: Layout) -> StageContext:
+    return StageContext(layout=layout, tracking=cfg.tracking)
+
+
 def _refine(cfg: MedflowConfig, layout: Layout, seeds: tuple[int, ...]) -> dict:
-    return run_refine_job(cfg.study("tiny"), "scratch", seeds, cfg.tracking, layout)
+    return refine.run(_ctx(cfg, layout), cfg.study("tiny"), "scratch", seeds)
 
 
 def _runs(layout: Layout) -> dict[str, str]:
@@ -83,8 +87,16 @@ def test_one_job_trains_its_seeds_and_reuses_finished_ones(tmp_path):
     assert _refine(cfg, layout, (0, 1)) == record
     assert _runs(layout) == first
 
-    # A job interrupted after seed 0: only seed 1 is trained again.
-    (layout.refine("tiny", "scratch", 1) / "result.json").unlink()
+    # Snakemake deletes a job's declared outputs before it re-runs it: still reused, rewritten.
+    for seed in (0, 1):
+        layout.refine_result("tiny", "scratch", seed).unlink()
+        layout.refine_run_id("tiny", "scratch", seed).unlink()
+    assert _refine(cfg, layout, (0, 1)) == record
+    assert _runs(layout) == first
+    assert layout.refine_run_id("tiny", "scratch", 1).read_text() == record["runs"][1]["run_id"]
+
+    # A job interrupted during seed 1 (its resume record never written): only it trains again.
+    Layout.resume_file(layout.refine("tiny", "scratch", 1)).unlink()
     again = _refine(cfg, layout, (0, 1))
     assert again["runs"][0] == record["runs"][0]
     assert again["runs"][1]["run_id"] not in first
@@ -92,7 +104,7 @@ def test_one_job_trains_its_seeds_and_reuses_finished_ones(tmp_path):
 
     # Other inputs (the sweep picked another learning rate): both seeds train anew.
     before = set(_runs(layout))
-    best = layout.sweep("tiny") / "best_params.json"
+    best = layout.sweep_best("tiny")
     best.write_text(best.read_text().replace("0.01", "0.02"))
     changed = _refine(cfg, layout, (0, 1))
     assert not {r["run_id"] for r in changed["runs"]} & before
@@ -115,18 +127,23 @@ def test_workflow_plans_one_refine_job_per_mode_and_batch_of_seeds(tmp_path):
     config.write_text(json.dumps(CONFIG))  # seeds [0, 1, 2], seeds_per_job 2
     done = run_snakemake("-n", "--configfile", str(config), workdir=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    planned = set(re.findall(r"wildcards: study=tiny, mode=scratch, seeds=([\d-]+)", done.stdout))
-    assert planned == {"0-1", "2"}, done.stdout[-3000:]
+    planned = re.findall(r"rule (refine_seeds_[\d_]+):", done.stdout)
+    assert sorted(planned) == ["refine_seeds_0_1", "refine_seeds_2"], done.stdout[-3000:]
+    assert "wildcards: study=tiny, mode=scratch" in done.stdout
     assert "results/refine/tiny/scratch/seeds-0-1.json" in done.stdout
     assert "results/refine/tiny/scratch/seeds-2.json" in done.stdout
+    # Each seed's files are the job's declared outputs, so deleting them re-plans the job.
+    for seed in (0, 1, 2):
+        assert f"results/refine/tiny/scratch/seed{seed}/result.json" in done.stdout
+        assert f"results/refine/tiny/scratch/seed{seed}/run_id.txt" in done.stdout
 
 
-def test_evaluate_names_the_job_record_to_delete_for_a_missing_seed(tmp_path):
+def test_evaluate_names_a_missing_seed_result(tmp_path):
     cfg, layout = _setup(tmp_path)
     _refine(cfg, layout, (0, 1))  # seed 2's job (seeds-2) never ran
     with pytest.raises(MedflowError) as error:
-        run_evaluate(cfg.study("tiny"), cfg.tracking, layout)
+        evaluate.run(_ctx(cfg, layout), cfg.study("tiny"))
     message = str(error.value)
-    assert str(layout.refine("tiny", "scratch", 2) / "result.json") in message
-    assert str(layout.refine_batch("tiny", "scratch", "2")) in message
-    assert not layout.evaluate("tiny").joinpath("metrics.json").exists()
+    assert str(layout.refine_result("tiny", "scratch", 2)) in message
+    assert "seed 2" in message
+    assert not layout.evaluate_metrics("tiny").exists()

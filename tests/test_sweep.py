@@ -1,8 +1,9 @@
-"""Tests for medflow.hpo.worker: real Optuna journal, real SQLite MLflow store, real processes."""
+"""Tests for medflow.hpo: real Optuna journal, real SQLite MLflow store, real processes."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -22,17 +23,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.pruners import HyperbandPruner, MedianPruner, NopPruner
 from optuna.trial import TrialState
 
+from medflow.config.schema import properties, search_dimensions
 from medflow.errors import ConfigError, MedflowError
-from medflow.hpo.worker import (
-    PARENT_RUN_ATTR,
-    SearchSpace,
-    SweepConfig,
-    init_sweep,
-    open_study,
-    run_worker,
-    suggest,
-    summarize,
-)
+from medflow.hpo.space import SAMPLERS, SearchSpace, SweepConfig, run_overrides, suggest
+from medflow.hpo.study import PARENT_RUN_ATTR, open_study
+from medflow.hpo.trials import summarize
+from medflow.hpo.worker import init_sweep, run_worker
 from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +46,11 @@ def score(params: dict[str, Any]) -> float:
     return 0.9 - (math.log10(params["lr"]) + 2.5) ** 2 / 10 + bonus
 
 
+def sweep_cfg(**values: Any) -> SweepConfig:
+    """Schema defaults with ``values``; trials judged by val_accuracy, maximised."""
+    return SweepConfig.from_schema(**{"metric": "val_accuracy", "direction": "maximize", **values})
+
+
 @dataclass(frozen=True)
 class Quadratic:
     """A cheap objective reporting ``epochs`` intermediate values (steps counted from 1)."""
@@ -62,7 +63,7 @@ class Quadratic:
     prune_at: int | None = None  # raise TrialPruned after this many epochs
 
     def __call__(self, trial: optuna.Trial, run_id: str) -> float:
-        params = suggest(trial, SearchSpace.from_dict(self.space))
+        params = suggest(trial, SearchSpace.from_schema(**self.space))
         first_attempt = "retry_of" not in trial.user_attrs
         if self.always_fail or (trial.number in self.fail_first and first_attempt):
             raise RuntimeError(f"injected failure in trial {trial.number}")
@@ -78,7 +79,8 @@ class Quadratic:
 CHILD = """
 import json, logging, sys
 from pathlib import Path
-from medflow.hpo.worker import SweepConfig, run_worker
+from medflow.hpo.space import SweepConfig
+from medflow.hpo.worker import run_worker
 from medflow.tracking.client import Tracker
 from tests.test_sweep import EXPERIMENT, STUDY, TAGS, Quadratic
 
@@ -177,33 +179,46 @@ def reported_epoch(cfg: SweepConfig, sweep_dir: Path, number: int) -> bool:
 # --------------------------------------------------------------------------- configuration
 
 
-def test_config_from_dict_rejects_unknown_and_invalid_values() -> None:
-    assert SweepConfig.from_dict({"n_trials": 3}).pruner == "median"
-    with pytest.raises(ConfigError, match="unknown SweepConfig keys: trials"):
-        SweepConfig.from_dict({"n_trials": 3, "trials": 4})
+def test_configs_take_schema_defaults_and_reject_unknown_and_invalid_values() -> None:
+    assert sweep_cfg(n_trials=3).pruner == "median"
+    with pytest.raises(TypeError, match=r"unknown keys \['trials'\]"):
+        sweep_cfg(n_trials=3, trials=4)
     with pytest.raises(ConfigError, match="pruner"):
-        SweepConfig(n_trials=3, pruner="asha")
-    with pytest.raises(ConfigError, match="storage"):
-        SweepConfig(n_trials=3, storage="optuna.db")
-    space = SearchSpace.from_dict({**SPACE, "batch_sizes": [16, 32]})
+        sweep_cfg(n_trials=3, pruner="asha")
+    space = SearchSpace.from_schema(**{**SPACE, "batch_sizes": [16, 32.0]})
     assert space.optimizers == ("sgd", "adam") and space.batch_sizes == (16, 32)
-    assert space == SearchSpace.from_dict({**SPACE, "batch_sizes": (16, 32)})
-    with pytest.raises(ConfigError, match="unknown SearchSpace keys: momentum"):
-        SearchSpace.from_dict({**SPACE, "momentum": [0.9]})
+    assert all(type(size) is int for size in space.batch_sizes)
+    assert space == SearchSpace.from_schema(**{**SPACE, "batch_sizes": (16, 32)})
+    with pytest.raises(TypeError, match="momentum"):
+        SearchSpace.from_schema(**{**SPACE, "momentum": [0.9]})
     with pytest.raises(ConfigError, match="lr"):
-        SearchSpace.from_dict({**SPACE, "lr": [0.1, 0.001]})
+        SearchSpace.from_schema(**{**SPACE, "lr": [0.1]})
+
+
+def test_each_search_dimension_is_one_schema_entry_and_one_field() -> None:
+    """suggest and run_overrides follow the schema's annotations: nothing else to edit."""
+    dims = search_dimensions()
+    assert [d.key for d in dims] == [f.name for f in dataclasses.fields(SearchSpace)]
+    assert {d.sample for d in dims} <= set(SAMPLERS)
+    for dim in dims:
+        if dim.sets is not None:
+            section, field = dim.sets.split(".")
+            assert field in properties(section), dim
+    params = {"optimizer": "adam", "lr": 0.01, "batch_size": 16, "freeze": "linear_probe"}
+    assert run_overrides(params) == {
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"batch_size": 16},
+    }
 
 
 def test_suggest_samples_only_listed_dimensions_within_bounds() -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    minimal = SearchSpace.from_dict(SPACE)
-    full = SearchSpace.from_dict(
-        {
-            **SPACE,
-            "weight_decay": [1e-6, 1e-3],
-            "batch_sizes": [16, 64],
-            "freeze": ["finetune", "linear_probe"],
-        }
+    minimal = SearchSpace.from_schema(**SPACE)
+    full = SearchSpace.from_schema(
+        **SPACE,
+        weight_decay=[1e-6, 1e-3],
+        batch_sizes=[16, 64],
+        freeze=["finetune", "linear_probe"],
     )
     trial = study.ask()
     assert set(suggest(trial, minimal)) == {"optimizer", "activation", "lr"}
@@ -233,20 +248,20 @@ def test_suggest_samples_only_listed_dimensions_within_bounds() -> None:
 def test_open_study_uses_configured_pruner_and_a_journal_by_default(tmp_path: Path) -> None:
     expected = {"median": MedianPruner, "hyperband": HyperbandPruner, "none": NopPruner}
     for name, pruner in expected.items():
-        cfg = SweepConfig(n_trials=2, pruner=name, direction="minimize")
+        cfg = sweep_cfg(n_trials=2, pruner=name, direction="minimize")
         study = open_study(cfg, tmp_path / name, STUDY, create=True)
         assert isinstance(study.pruner, pruner)
         assert study.direction == optuna.study.StudyDirection.MINIMIZE
         assert (tmp_path / name / "optuna.journal").exists()
     with pytest.raises(MedflowError, match="initialise"):
-        open_study(SweepConfig(n_trials=2), tmp_path / "empty", STUDY, create=False)
+        open_study(sweep_cfg(n_trials=2), tmp_path / "empty", STUDY, create=False)
 
 
 # --------------------------------------------------------------------------- init
 
 
 def test_init_sweep_is_idempotent(tracker: Tracker, sweep_dir: Path) -> None:
-    cfg = SweepConfig(n_trials=2)
+    cfg = sweep_cfg(n_trials=2)
     first = init(cfg, sweep_dir, tracker)
     assert init(cfg, sweep_dir, tracker) == first
     runs = find_runs(tracker, EXPERIMENT)
@@ -263,7 +278,7 @@ def test_init_sweep_is_idempotent(tracker: Tracker, sweep_dir: Path) -> None:
 def test_concurrent_workers_finish_exactly_the_budget(
     tracker: Tracker, sweep_dir: Path, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:
-    cfg = SweepConfig(n_trials=12, workers=4, epochs=3)
+    cfg = sweep_cfg(n_trials=12, workers=4, epochs=3)
     parent = init(cfg, sweep_dir, tracker)
     objective = Quadratic(SPACE, epochs=3, sleep_s=0.05)
     procs = [spawn(cfg, objective, f"w{i}") for i in range(4)]
@@ -294,7 +309,7 @@ def test_concurrent_workers_finish_exactly_the_budget(
 
 def test_claims_are_atomic_under_contention(tracker: Tracker, sweep_dir: Path) -> None:
     """Eight workers (threads, each with its own storage like a process) race for 3 trials."""
-    cfg = SweepConfig(n_trials=3, workers=8, pruner="none")
+    cfg = sweep_cfg(n_trials=3, workers=8, pruner="none")
     init(cfg, sweep_dir, tracker)
     objective = Quadratic(SPACE, epochs=2, sleep_s=0.2)
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -313,7 +328,7 @@ def test_claims_are_atomic_under_contention(tracker: Tracker, sweep_dir: Path) -
 def test_failed_trial_is_retried_with_same_params_within_budget(
     tracker: Tracker, sweep_dir: Path
 ) -> None:
-    cfg = SweepConfig(n_trials=4, pruner="none")
+    cfg = sweep_cfg(n_trials=4, pruner="none")
     parent = init(cfg, sweep_dir, tracker)
     assert work(cfg, sweep_dir, tracker, Quadratic(SPACE, fail_first=(1,))) == 4
 
@@ -338,7 +353,7 @@ def test_failed_trial_is_retried_with_same_params_within_budget(
 def test_retries_are_capped_and_repeated_failures_stop_the_worker(
     tracker: Tracker, sweep_dir: Path
 ) -> None:
-    cfg = SweepConfig(n_trials=3, max_retry=2)
+    cfg = sweep_cfg(n_trials=3, max_retry=2)
     init(cfg, sweep_dir, tracker)
     with pytest.raises(MedflowError, match=r"5 trials in a row failed.*injected"):
         work(
@@ -357,14 +372,14 @@ def test_retries_are_capped_and_repeated_failures_stop_the_worker(
 def test_trials_of_live_workers_are_left_alone_dead_ones_retried(
     tracker: Tracker, sweep_dir: Path
 ) -> None:
-    cfg = SweepConfig(n_trials=3, heartbeat_grace_s=60, pruner="none")
+    cfg = sweep_cfg(n_trials=3, heartbeat_grace_s=60, pruner="none")
     init(cfg, sweep_dir, tracker)
     study = open_study(cfg, sweep_dir, STUDY, create=False)
     beats = sweep_dir / "heartbeats"
     beats.mkdir()
     for number, age_s in ((0, 600), (1, 0)):  # on another host: judged by heartbeat age only
         trial = study.ask()
-        suggest(trial, SearchSpace.from_dict(SPACE))
+        suggest(trial, SearchSpace.from_schema(**SPACE))
         trial.set_user_attr("worker_host", "another-node")
         trial.set_user_attr("worker_pid", 1)
         (beats / f"trial_{number}").touch()
@@ -384,11 +399,11 @@ def test_trials_of_live_workers_are_left_alone_dead_ones_retried(
 def test_worker_ends_runs_left_running_after_their_trial_was_told(
     tracker: Tracker, sweep_dir: Path
 ) -> None:
-    cfg = SweepConfig(n_trials=1, pruner="none")
+    cfg = sweep_cfg(n_trials=1, pruner="none")
     parent = init(cfg, sweep_dir, tracker)
     study = open_study(cfg, sweep_dir, STUDY, create=False)
     trial = study.ask()
-    suggest(trial, SearchSpace.from_dict(SPACE))
+    suggest(trial, SearchSpace.from_schema(**SPACE))
     run_id = tracker.start_run(EXPERIMENT, "trial 0", {**TAGS, "trial_number": "0"}, parent)
     trial.set_user_attr("mlflow_run_id", run_id)
     study.tell(trial, 0.5)  # ... and its worker died before ending the run
@@ -403,11 +418,11 @@ def test_a_told_trial_whose_live_worker_is_still_ending_its_run_is_left_alone(
 ) -> None:
     """Worker A tells the study, then ends the trial's run; a worker starting in between
     must not take that run for an orphan (it did, and logged a false warning)."""
-    cfg = SweepConfig(n_trials=1, pruner="none", heartbeat_grace_s=60)
+    cfg = sweep_cfg(n_trials=1, pruner="none", heartbeat_grace_s=60)
     parent = init(cfg, sweep_dir, tracker)
     study = open_study(cfg, sweep_dir, STUDY, create=False)
     trial = study.ask()
-    suggest(trial, SearchSpace.from_dict(SPACE))
+    suggest(trial, SearchSpace.from_schema(**SPACE))
     trial.set_user_attr("worker_host", "another-node")  # judged by its heartbeat only
     trial.set_user_attr("worker_pid", 1)
     heartbeat = sweep_dir / "heartbeats" / "trial_0"
@@ -427,7 +442,7 @@ def test_a_told_trial_whose_live_worker_is_still_ending_its_run_is_left_alone(
 def test_resume_after_sigkill_retries_the_killed_trial_only(
     tracker: Tracker, sweep_dir: Path, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:
-    cfg = SweepConfig(n_trials=3, workers=1, pruner="none", epochs=4)
+    cfg = sweep_cfg(n_trials=3, workers=1, pruner="none", epochs=4)
     parent = init(cfg, sweep_dir, tracker)
     proc = spawn(cfg, Quadratic(SPACE, epochs=4, sleep_s=0.3), "doomed")
     wait_for(lambda: reported_epoch(cfg, sweep_dir, 1), proc, "trial 1 reported an epoch")
@@ -462,7 +477,7 @@ def test_resume_after_sigkill_retries_the_killed_trial_only(
 def test_sigterm_fails_the_trial_and_kills_its_run(
     tracker: Tracker, sweep_dir: Path, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:
-    cfg = SweepConfig(n_trials=2, workers=1, pruner="none", epochs=20)
+    cfg = sweep_cfg(n_trials=2, workers=1, pruner="none", epochs=20)
     parent = init(cfg, sweep_dir, tracker)
     proc = spawn(cfg, Quadratic(SPACE, epochs=20, sleep_s=0.3), "terminated")
     wait_for(lambda: reported_epoch(cfg, sweep_dir, 0), proc, "trial 0 reported an epoch")
@@ -480,7 +495,7 @@ def test_sigterm_fails_the_trial_and_kills_its_run(
 
 
 def test_rdb_storage_url_is_accepted(tracker: Tracker, sweep_dir: Path, tmp_path: Path) -> None:
-    cfg = SweepConfig(n_trials=2, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    cfg = sweep_cfg(n_trials=2, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     init(cfg, sweep_dir, tracker)
     assert work(cfg, sweep_dir, tracker, Quadratic(SPACE)) == 2
     assert n_finished(trials_of(cfg, sweep_dir)) == 2
@@ -493,7 +508,7 @@ def test_rdb_storage_url_is_accepted(tracker: Tracker, sweep_dir: Path, tmp_path
 def test_summarize_writes_best_params_and_trials_csv(
     tracker: Tracker, sweep_dir: Path, tmp_path: Path
 ) -> None:
-    cfg = SweepConfig(n_trials=4, pruner="none", epochs=3)
+    cfg = sweep_cfg(n_trials=4, pruner="none", epochs=3)
     init(cfg, sweep_dir, tracker)
     work(cfg, sweep_dir, tracker, Quadratic(SPACE, fail_first=(1,)))
     study = open_study(cfg, sweep_dir, STUDY, create=False)
@@ -538,7 +553,7 @@ def test_summarize_writes_best_params_and_trials_csv(
 def test_summarize_without_a_completed_trial_is_an_error(
     tracker: Tracker, sweep_dir: Path, tmp_path: Path
 ) -> None:
-    cfg = SweepConfig(n_trials=2, pruner="none")
+    cfg = sweep_cfg(n_trials=2, pruner="none")
     parent = init(cfg, sweep_dir, tracker)
     assert work(cfg, sweep_dir, tracker, Quadratic(SPACE, prune_at=1)) == 2
     runs = child_runs(tracker, parent)
@@ -547,3 +562,115 @@ def test_summarize_without_a_completed_trial_is_an_error(
     with pytest.raises(MedflowError, match="no trial completed"):
         summarize(cfg, sweep_dir, STUDY, tmp_path / "out")
     assert not (tmp_path / "out" / "best_params.json").exists()
+
+
+# --------------------------------------------------------------------------- the sweep stage
+
+STAGE_CONFIG = {
+    "datasets": {
+        "digits": {
+            "source": "sklearn_digits",
+            "split": {"val_fraction": 0.2, "test_fraction": 0.3},
+            "train_per_class": 8,
+        }
+    },
+    "classics": {"enabled": False},
+    "studies": {
+        "tiny": {
+            "target": "digits",
+            "model": {"arch": "mlp", "hidden_sizes": [16]},
+            "train": {"monitor": "val_accuracy"},
+            "sweep": {
+                "n_trials": 3,
+                "workers": 1,
+                "epochs": 2,
+                "pruner": "none",
+                "space": {
+                    "optimizers": ["sgd", "adam"],
+                    "activations": ["relu"],
+                    "lr": [0.001, 0.1],
+                    "batch_sizes": [16, 32],
+                },
+            },
+            "refine": {"modes": ["scratch"]},
+        }
+    },
+}
+
+# init and best in a fresh interpreter: they must not pay for torch, scikit-learn, matplotlib.
+LIGHT_JOB = """
+import json, sys
+from pathlib import Path
+from medflow.config.schema import validate_config
+from medflow.config.types import MedflowConfig
+from medflow.layout import Layout
+from medflow.stages import sweep
+from medflow.stages.context import StageContext
+a = json.loads(sys.argv[1])
+cfg = MedflowConfig.from_validated(validate_config(a["config"]), "test")
+ctx = StageContext(Layout(Path(a["results"])), cfg.tracking)
+getattr(sweep, a["job"])(ctx, cfg.study("tiny"))
+print(json.dumps(sorted(m for m in ("torch", "sklearn", "matplotlib") if m in sys.modules)))
+"""
+
+
+def _light_job(job: str, config: dict[str, Any], results: Path) -> list[str]:
+    args = json.dumps({"job": job, "config": config, "results": str(results)})
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT_JOB, args],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_sweep_stage_trials_train_through_tracked_training(tracker: Tracker, tmp_path: Path):
+    # Imported here: the worker processes above import this module and need none of these.
+    from medflow.config.schema import validate_config
+    from medflow.config.types import MedflowConfig
+    from medflow.layout import Layout
+    from medflow.stages import sweep
+    from medflow.stages.context import StageContext
+    from medflow.stages.prepare import prepare_dataset
+
+    config = {**STAGE_CONFIG, "tracking": {"uri": tracker.tracking_uri}}
+    cfg = MedflowConfig.from_validated(validate_config(config), "test")
+    layout = Layout(tmp_path / "results")
+    prepare_dataset(cfg.dataset("digits"), layout.prepared("digits"))
+    ctx = StageContext(layout, cfg.tracking)
+    study = cfg.study("tiny")
+
+    assert _light_job("init", config, layout.results) == []
+    assert sweep.worker(ctx, study, "0") == 3
+    assert _light_job("best", config, layout.results) == []
+
+    best = json.loads(layout.sweep_best("tiny").read_text())
+    assert set(best["params"]) == {"optimizer", "activation", "lr", "batch_size"}
+    assert layout.sweep_trials("tiny").exists()
+    parent = layout.sweep_parent_run_id("tiny").read_text().strip()
+    assert tracker.get_run(parent).data.tags["best_trial"] == str(best["number"])
+    optuna_study = open_study(sweep_cfg(n_trials=3), layout.sweep("tiny"), "tiny", create=False)
+    trials = {t.number: t for t in optuna_study.trials}
+    experiment = cfg.tracking.experiment("tiny")
+    runs = child_runs_in(tracker, experiment, parent)
+    assert sorted(runs) == sorted(trials) == [0, 1, 2]
+    for number, run in runs.items():
+        trial = trials[number]
+        params, metrics = run.data.params, run.data.metrics
+        assert run.info.status == "FINISHED" and run.data.tags["mode"] == "scratch"
+        assert (params["mode"], params["train.epochs"]) == ("scratch", "2")
+        assert params["train.batch_size"] == str(trial.params["batch_size"])
+        assert params["optim.name"] == trial.params["optimizer"]
+        assert params["dataset_hash"] == run.data.tags["dataset_hash"]
+        assert metrics["best_val_accuracy"] == pytest.approx(trial.value)
+        artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
+        assert "config.json" in artifacts and "learning_curve.png" not in artifacts
+
+
+def child_runs_in(tracker: Tracker, experiment: str, parent: str) -> dict[int, Any]:
+    runs = find_runs(tracker, experiment, f"tags.`{PARENT_RUN_TAG}` = '{parent}'")
+    return {int(run.data.tags["trial_number"]): run for run in runs}

@@ -1,4 +1,4 @@
-"""Tests for medflow.tracking.client against real SQLite stores (no mocks of MLflow)."""
+"""Tests for the medflow.tracking package against real SQLite stores (no mocks of MLflow)."""
 
 from __future__ import annotations
 
@@ -19,22 +19,14 @@ import numpy as np
 import pytest
 from mlflow.exceptions import MlflowException
 
-from medflow.tracking.client import (
-    PARENT_RUN_TAG,
-    Terminated,
-    Tracker,
-    _store_init_lock,
-    config_hash,
-    find_runs,
-    flatten,
-    git_commit,
-    mark_run_failed,
-    resolve_artifact_root,
-    resolve_tracking_uri,
-    retry_locked,
-    standard_tags,
-    tracked_run,
-)
+from medflow.runtime.digest import config_hash
+from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
+from medflow.tracking.models import load_torch_model, log_torch_model
+from medflow.tracking.params import flatten
+from medflow.tracking.provenance import git_commit, standard_tags
+from medflow.tracking.retry import retry_locked, store_init_lock
+from medflow.tracking.runs import Terminated, mark_run_failed, tracked_run
+from medflow.tracking.uri import resolve_artifact_root, resolve_tracking_uri
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 WAIT_S = 60  # upper bound for any wait on a child process
@@ -329,7 +321,8 @@ def test_tracked_run_restores_sigterm_handler(tracker: Tracker) -> None:
 
 SIGTERM_CHILD = """
     import sys, time
-    from medflow.tracking.client import Tracker, tracked_run
+    from medflow.tracking.client import Tracker
+    from medflow.tracking.runs import tracked_run
     tracker = Tracker(sys.argv[1])
     with tracked_run(tracker, "signals", "victim", {}) as run_id:
         tracker.log_metrics(run_id, {"loss": 2.0}, step=0)
@@ -354,7 +347,8 @@ def test_sigterm_marks_run_killed(tracker: Tracker, spawn: Callable[..., Any]) -
 
 SIGTERM_IN_STORE_CALL_CHILD = """
     import sys, time
-    from medflow.tracking.client import Tracker, tracked_run
+    from medflow.tracking.client import Tracker
+    from medflow.tracking.runs import tracked_run
     tracker = Tracker(sys.argv[1])
 
     def slow_write(run_id):
@@ -395,7 +389,7 @@ def test_torch_model_round_trip(tracker: Tracker, monkeypatch: pytest.MonkeyPatc
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     example = np.random.default_rng(0).random((5, 4), dtype=np.float32)
     with tracked_run(tracker, "models", "r", {}) as run_id:
-        uri = tracker.log_torch_model(run_id, model, example)
+        uri = log_torch_model(tracker, run_id, model, example)
     assert uri == f"runs:/{run_id}/model"
 
     batch = torch.rand(17, 4)  # a different batch size than the example
@@ -403,7 +397,7 @@ def test_torch_model_round_trip(tracker: Tracker, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracker.tracking_uri)
     loaded = mlflow.pytorch.load_model(uri)
     torch.testing.assert_close(loaded(batch), expected)
-    torch.testing.assert_close(tracker.load_torch_model(run_id)(batch), expected)
+    torch.testing.assert_close(load_torch_model(tracker, run_id)(batch), expected)
 
     info = mlflow.models.get_model_info(uri)
     assert info.signature is not None
@@ -418,7 +412,8 @@ def test_torch_model_round_trip(tracker: Tracker, monkeypatch: pytest.MonkeyPatc
 WRITER_CHILD = """
     import sys, time
     from pathlib import Path
-    from medflow.tracking.client import Tracker, tracked_run
+    from medflow.tracking.client import Tracker
+    from medflow.tracking.runs import tracked_run
     uri, artifacts, go, worker = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
     tracker = Tracker(uri, artifacts)
     print("ready", flush=True)
@@ -464,10 +459,10 @@ def test_store_init_lock_makes_openers_wait_for_a_migration(tmp_path: Path) -> N
     opened = threading.Event()
 
     def open_existing() -> None:
-        with _store_init_lock(db):  # file exists by now: shared lock, waits for the creator
+        with store_init_lock(db):  # file exists by now: shared lock, waits for the creator
             opened.set()
 
-    with _store_init_lock(db):  # fresh file: exclusive lock, as while migrating
+    with store_init_lock(db):  # fresh file: exclusive lock, as while migrating
         db.write_bytes(b"partially migrated")
         opener = threading.Thread(target=open_existing)
         opener.start()

@@ -43,9 +43,13 @@ def image_data(n: int = 96, size: int = 8) -> TrainData:
 
 def run_config(epochs=12, arch="mlp", optim="adam", lr=1e-2, **train_kw) -> RunConfig:
     return RunConfig(
-        model=ModelConfig(arch=arch, hidden_sizes=(32,), dropout=0.2, activation="relu"),
-        optim=OptimConfig(name=optim, lr=lr, schedule="cosine"),
-        train=TrainConfig(epochs=epochs, batch_size=32, **train_kw),
+        model=ModelConfig.from_schema(
+            arch=arch, hidden_sizes=(32,), dropout=0.2, activation="relu"
+        ),
+        optim=OptimConfig.from_schema(name=optim, lr=lr, schedule="cosine"),
+        train=TrainConfig.from_schema(
+            **{"epochs": epochs, "batch_size": 32, "patience": 10, "seed": 0, **train_kw}
+        ),
     )
 
 
@@ -132,9 +136,11 @@ def test_streaming_path_learns_like_the_resident_path():
 def test_cnn_on_images_with_flip_augmentation_learns():
     data = image_data()
     cfg = RunConfig(
-        model=ModelConfig(arch="cnn", width=8, depth=2),
-        optim=OptimConfig(name="adam", lr=1e-2),
-        train=TrainConfig(epochs=8, batch_size=16, augment="flip", monitor="val_auc", patience=0),
+        model=ModelConfig.from_schema(arch="cnn", width=8, depth=2),
+        optim=OptimConfig.from_schema(name="adam", lr=1e-2, schedule="constant"),
+        train=TrainConfig.from_schema(
+            epochs=8, batch_size=16, augment="flip", monitor="val_auc", patience=0, seed=0
+        ),
     )
     result = train(cfg, data)
     assert result.best_value > 0.9

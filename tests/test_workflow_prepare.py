@@ -121,3 +121,22 @@ def test_snakefmt_and_ruff_are_clean():
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     lint = _run(str(BIN / "ruff"), "check", ".")
     assert lint.returncode == 0, lint.stdout
+
+
+FILE_NAME = re.compile(
+    r"""(["'])[^"'\s]*\.(pt|json|txt|csv|png|safetensors|done|log|html|db|journal|lock)\1"""
+)
+
+
+def test_file_names_are_spelled_only_in_the_layout():
+    """Every results path comes from medflow.layout (rules and code agree by construction)."""
+    files = [*sorted((REPO / "src/medflow").rglob("*.py")), REPO / "Snakefile"]
+    files += sorted((REPO / "workflow/rules").glob("*.smk"))
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in files
+        if path.name != "layout.py"
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if FILE_NAME.search(line)
+    ]
+    assert found == [], "\n".join(found)

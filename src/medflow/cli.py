@@ -1,7 +1,9 @@
 """Command-line wrappers around the stages; Snakemake rules call these.
 
-Every command validates its configuration first, and every user-fixable problem
-(MedflowError) ends as one line on stderr and exit status 2.
+Argument parsing only: a command builds its validated config sections and the StageContext
+once and calls ``medflow.stages.<x>.run(ctx, ...)``. Every command validates its configuration
+first, and every user-fixable problem (MedflowError) ends as one line on stderr and exit
+status 2.
 """
 
 from __future__ import annotations
@@ -15,23 +17,23 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from medflow.config.load import load_config, read_config_file
+from medflow.config.schema import validate_config, validate_section
 from medflow.config.types import (
     ClassicsSettings,
     DatasetConfig,
     MedflowConfig,
     StudyConfig,
     TrackingConfig,
-    load_config,
-    read_config_file,
-    validate_config,
-    validate_section,
 )
 from medflow.errors import MedflowError
+from medflow.layout import DEFAULT_CONFIG as DEFAULT_CONFIG_PATH
 from medflow.layout import Layout
 from medflow.runtime.progress import ThrottledProgressFilter, TqdmProgressHandler
+from medflow.stages.context import StageContext
 
 log = logging.getLogger("medflow")
-DEFAULT_CONFIG = "config/config.yaml"
+DEFAULT_CONFIG = str(DEFAULT_CONFIG_PATH)
 
 
 def _parse_spec(text: str) -> dict[str, Any]:
@@ -44,24 +46,29 @@ def _parse_spec(text: str) -> dict[str, Any]:
     return raw
 
 
-def _dataset_config(args: argparse.Namespace) -> DatasetConfig:
-    """The dataset section: from a JSON spec (Snakemake passes the validated section) or a file."""
-    if args.spec is not None:
-        raw = _parse_spec(args.spec)
-        section = validate_section(raw, "dataset", source=f"--spec for dataset '{args.dataset}'")
-        return DatasetConfig.from_validated(args.dataset, section)
-    return load_config(args.config).dataset(args.dataset)
-
-
-def _sections(args: argparse.Namespace, *names: str) -> MedflowConfig | dict[str, Any]:
-    """Config sections for a stage: from --spec JSON ({section: {...}}) or the --config file."""
-    if args.spec is None:
-        return load_config(args.config)
+def _spec_sections(args: argparse.Namespace, *names: str) -> dict[str, dict[str, Any]]:
+    """The sections of --spec JSON ({section: {...}}), which must be exactly ``names``,
+    each validated against its schema definition."""
     raw = _parse_spec(args.spec)
     missing = [n for n in names if n not in raw]
     if missing or set(raw) - set(names):
         raise MedflowError(f"--spec must have exactly the sections {', '.join(names)}")
     return {n: validate_section(raw[n], n, source=f"--spec {n}") for n in names}
+
+
+def _context(args: argparse.Namespace, tracking: TrackingConfig) -> StageContext:
+    """What every stage entry receives: the --results layout and the tracking section."""
+    return StageContext(layout=Layout(Path(args.results)), tracking=tracking)
+
+
+def _study(args: argparse.Namespace) -> tuple[StageContext, StudyConfig]:
+    """A study command's context and --study, validated once (from --spec or --config)."""
+    if args.spec is None:
+        cfg = load_config(args.config)
+        return _context(args, cfg.tracking), cfg.study(args.study)
+    sections = _spec_sections(args, "study", "tracking")
+    tracking = TrackingConfig.from_section(sections["tracking"])
+    return _context(args, tracking), StudyConfig.from_validated(args.study, sections["study"])
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -70,79 +77,62 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from medflow.stages.prepare import prepare_dataset  # heavy imports only when needed
+    from medflow.stages import prepare  # heavy imports only when needed
 
-    cfg = _dataset_config(args)
-    out = Path(args.out) if args.out else Layout().prepared(cfg.name)
-    prepare_dataset(cfg, out)
+    if args.spec is None:
+        cfg = load_config(args.config)
+        dataset, tracking = cfg.dataset(args.dataset), cfg.tracking
+    else:  # Snakemake passes the validated dataset section alone: prepare logs nothing
+        source = f"--spec for dataset '{args.dataset}'"
+        section = validate_section(_parse_spec(args.spec), "dataset", source=source)
+        dataset, tracking = DatasetConfig.from_validated(args.dataset, section), None
+    ctx = _context(args, tracking or TrackingConfig.from_schema())
+    prepare.run(ctx, dataset, Path(args.out) if args.out else None)
 
 
 def cmd_classics(args: argparse.Namespace) -> None:
-    from medflow.stages.classics import run_classics_stage
+    from medflow.stages import classics
 
-    sections = _sections(args, "classics", "tracking")
-    if isinstance(sections, MedflowConfig):
-        classics, tracking = sections.classics, sections.tracking
-    else:
-        classics = ClassicsSettings.from_section(sections["classics"])
-        tracking = TrackingConfig(**sections["tracking"])
-    layout = Layout(Path(args.results))
-    out = Path(args.out) if args.out else layout.classics_json()
-    run_classics_stage(classics, tracking, layout, out)
-
-
-def _study_context(args: argparse.Namespace) -> tuple[StudyConfig, TrackingConfig, Layout]:
-    """The study and tracking sections (from --spec or --config) and the results layout."""
-    layout = Layout(Path(args.results))
     if args.spec is None:
         cfg = load_config(args.config)
-        return cfg.study(args.study), cfg.tracking, layout
-    sections = _sections(args, "study", "tracking")
-    study = StudyConfig.from_validated(args.study, sections["study"])
-    return study, TrackingConfig(**sections["tracking"]), layout
+        settings, tracking = cfg.classics, cfg.tracking
+    else:
+        sections = _spec_sections(args, "classics", "tracking")
+        settings = ClassicsSettings.from_section(sections["classics"])
+        tracking = TrackingConfig.from_section(sections["tracking"])
+    classics.run(_context(args, tracking), settings, Path(args.out) if args.out else None)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from medflow.stages.pretrain import run_pretrain
+    from medflow.stages import pretrain
 
-    study, tracking, layout = _study_context(args)
-    if study.pretrain is None:
-        raise MedflowError(f"study '{study.name}' has no pretrain section")
-    run_pretrain(
-        study,
-        args.activation,
-        layout.prepared(study.pretrain.dataset),
-        tracking,
-        layout.results,
-        layout.pretrain(study.name, args.activation),
-    )
+    ctx, study = _study(args)
+    pretrain.run(ctx, study, args.activation)
 
 
 def cmd_sweep_init(args: argparse.Namespace) -> None:
-    from medflow.stages.sweep import init_study_sweep
+    from medflow.stages import sweep
 
-    study, tracking, layout = _study_context(args)
-    init_study_sweep(study, tracking, layout)
+    sweep.init(*_study(args))
 
 
 def cmd_sweep_worker(args: argparse.Namespace) -> None:
-    from medflow.stages.sweep_worker import run_study_worker
+    from medflow.stages import sweep
 
-    study, tracking, layout = _study_context(args)
-    run_study_worker(study, tracking, layout, worker=args.worker)
+    ctx, study = _study(args)
+    sweep.worker(ctx, study, args.worker)
 
 
 def cmd_sweep_best(args: argparse.Namespace) -> None:
-    from medflow.stages.sweep import summarize_study_sweep
+    from medflow.stages import sweep
 
-    study, tracking, layout = _study_context(args)
-    summarize_study_sweep(study, tracking, layout)
+    sweep.best(*_study(args))
 
 
 def cmd_refine(args: argparse.Namespace) -> None:
-    from medflow.stages.refine import run_refine_job
+    from medflow.stages import refine
 
-    study, tracking, layout = _study_context(args)
+    ctx, study = _study(args)
     if args.mode not in study.modes:
         raise MedflowError(f"study '{study.name}' has no refine mode '{args.mode}'")
     unknown = [seed for seed in args.seeds if seed not in study.seeds]
@@ -151,20 +141,25 @@ def cmd_refine(args: argparse.Namespace) -> None:
             f"--seeds {' '.join(map(str, args.seeds))}: each must be one of study "
             f"'{study.name}' refine.seeds {list(study.seeds)}, once"
         )
-    run_refine_job(study, args.mode, args.seeds, tracking, layout)
+    refine.run(ctx, study, args.mode, args.seeds)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from medflow.stages.evaluate import run_evaluate
+    from medflow.stages import evaluate
 
-    study, tracking, layout = _study_context(args)
-    run_evaluate(study, tracking, layout)
+    evaluate.run(*_study(args))
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from medflow.stages import analyze
+
+    analyze.run(*_study(args))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     import yaml
 
-    from medflow.render.build import build_report
+    from medflow.stages import report
 
     if args.spec is not None:
         raw = _parse_spec(args.spec)
@@ -172,15 +167,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     else:
         raw = read_config_file(args.config)
         cfg = MedflowConfig.from_validated(raw, args.config)
-    layout = Layout(Path(args.results))
-    out = Path(args.out) if args.out else layout.report()
-    build_report(
-        cfg,
-        layout,
-        out,
-        config_text=yaml.safe_dump(raw, sort_keys=False),
-        mlflow_ui_url=cfg.tracking.ui_url,
-    )
+    report.run(_context(args, cfg.tracking), cfg, yaml.safe_dump(raw, sort_keys=False))
 
 
 def _gpu_slot(args: argparse.Namespace) -> AbstractContextManager[str | None]:
@@ -226,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--dataset", required=True, help="dataset name in the config")
     prepare.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
     prepare.add_argument("--spec", help="the dataset section as JSON (instead of --config)")
-    prepare.add_argument("--out", help="output folder (default results/data/<name>)")
+    prepare.add_argument("--results", default="results", help="results folder")
+    prepare.add_argument("--out", help="output folder (default <results>/data/<name>)")
     prepare.set_defaults(func=cmd_prepare)
 
     classics = sub.add_parser("classics", help="the lecture's perceptron experiments")
@@ -245,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = _stage_parser(sub, "sweep-worker", "pull and run trials", cmd_sweep_worker)
     worker.add_argument("--worker", default="0", help="worker name, for logs and tags")
     _gpu_options(worker)
-    _stage_parser(sub, "sweep-best", "write best_params.json and trials.csv", cmd_sweep_best)
+    _stage_parser(
+        sub, "sweep-best", "write the best trial's parameters and the trials table", cmd_sweep_best
+    )
     refine = _stage_parser(sub, "refine", "retrain the best configuration", cmd_refine)
     refine.add_argument("--mode", required=True, choices=["finetune", "linear_probe", "scratch"])
     refine.add_argument(
@@ -253,12 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _gpu_options(refine)
     _stage_parser(sub, "evaluate", "test-split metrics of every refine run", cmd_evaluate)
+    _stage_parser(
+        sub, "analyze", "baseline, representation and importances for the report", cmd_analyze
+    )
 
     report = sub.add_parser("report", help="the self-contained HTML report")
     report.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
     report.add_argument("--spec", help="the whole validated config as JSON (from Snakemake)")
     report.add_argument("--results", default="results", help="results folder")
-    report.add_argument("--out", help="HTML file (default <results>/report/index.html)")
     report.set_defaults(func=cmd_report)
     return parser
 

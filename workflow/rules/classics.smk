@@ -2,9 +2,9 @@ rule classics:
     input:
         unpack(classics_inputs),
     output:
-        json=f"{RESULTS}/classics/perceptron.json",
+        json=str(LAYOUT.classics_json()),
     log:
-        f"{RESULTS}/logs/classics.log",
+        str(LAYOUT.classics_log()),
     resources:
         mem_mb=2000,
     params:
@@ -12,5 +12,5 @@ rule classics:
         spec=classics_spec,
         results=results_root,
     shell:
-        "{params.cli} --log {log} classics --spec {params.spec:q}"
-        " --results {params.results} --out {output.json}"
+        "{params.cli} --log {log:q} classics --spec {params.spec:q}"
+        " --results {params.results:q} --out {output.json:q}"

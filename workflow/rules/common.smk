@@ -1,10 +1,12 @@
-# Validation and path helpers shared by every rule file.
+# Validation and path helpers shared by every rule file; every path comes from medflow.layout.
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
 
-from medflow.config.types import MedflowConfig, validate_config
+from medflow.config.schema import validate_config
+from medflow.config.types import MedflowConfig
 from medflow.layout import Layout, seed_label
 
 # Fail before any job runs, naming the file and the key; defaults are filled in.
@@ -19,6 +21,7 @@ STAGE_SECTIONS = {
     "sweep": ("target", "pretrain", "model", "optim", "train", "sweep"),
     "refine": ("target", "pretrain", "model", "optim", "train", "refine"),
     "evaluate": ("target", "pretrain", "train", "refine", "evaluate"),
+    "analyze": ("target", "model", "train", "sweep", "refine"),
 }
 
 
@@ -27,7 +30,6 @@ wildcard_constraints:
     study="|".join(sorted(MEDFLOW.studies)) or "^$",
     activation="[a-z_]+",
     mode="finetune|linear_probe|scratch",
-    seeds=r"\d+(-\d+)*",
     worker=r"\d+",
 
 
@@ -43,23 +45,17 @@ def medflow_cli(wildcards):
 
 
 def results_root(wildcards):
-    """The results folder, for commands that derive their paths (and MLflow store) from it."""
+    """The results folder: commands write where its Layout says, which the rules declare."""
     return RESULTS
 
 
 def prepared_folder(wildcards):
-    return f"{RESULTS}/data/{wildcards.dataset}"
+    return str(LAYOUT.prepared(wildcards.dataset))
 
 
 def prepared_files(dataset):
     """The files of one prepared dataset (the prepare rule's outputs)."""
-    folder = f"{RESULTS}/data/{dataset}"
-    return {
-        "meta": f"{folder}/meta.json",
-        "train": f"{folder}/train.safetensors",
-        "val": f"{folder}/val.safetensors",
-        "test": f"{folder}/test.safetensors",
-    }
+    return {name: str(path) for name, path in LAYOUT.prepared_files(dataset).items()}
 
 
 def dataset_spec(wildcards):
@@ -70,7 +66,7 @@ def dataset_spec(wildcards):
 def classics_inputs(wildcards):
     """The prepared gate datasets the classics stage reads."""
     return {
-        gate: prepared_files(name)["meta"]
+        gate: str(LAYOUT.prepared_meta(name))
         for gate, name in MEDFLOW.classics.datasets.items()
     }
 
@@ -101,11 +97,11 @@ def gpu_request(wildcards):
 
 
 def target_meta(wildcards):
-    return prepared_files(MEDFLOW.study(wildcards.study).target)["meta"]
+    return str(LAYOUT.prepared_meta(MEDFLOW.study(wildcards.study).target))
 
 
 def pretrain_source_meta(wildcards):
-    return prepared_files(MEDFLOW.study(wildcards.study).pretrain.dataset)["meta"]
+    return str(LAYOUT.prepared_meta(MEDFLOW.study(wildcards.study).pretrain.dataset))
 
 
 def pretrained_models(wildcards):
@@ -114,7 +110,7 @@ def pretrained_models(wildcards):
     if study.pretrain is None:
         return []
     return [
-        str(LAYOUT.pretrain(study.name, activation) / "model.pt")
+        str(LAYOUT.pretrain_model(study.name, activation))
         for activation in study.activations
     ]
 
@@ -125,29 +121,70 @@ def refine_backbones(wildcards):
 
 def sweep_workers_done(wildcards):
     study = MEDFLOW.study(wildcards.study)
-    folder = LAYOUT.sweep(study.name) / "workers"
-    return [str(folder / f"{worker}.done") for worker in range(study.workers)]
+    return [
+        str(LAYOUT.sweep_worker_done(study.name, worker))
+        for worker in range(study.workers)
+    ]
+
+
+def refine_batches():
+    """Each batch of seeds some study refines in one job, with those studies' names."""
+    batches = {}
+    for study in MEDFLOW.studies.values():
+        for seeds in study.seed_batches:
+            batches.setdefault(seeds, []).append(study.name)
+    return batches
+
+
+def refine_outputs(seeds):
+    """What a refine job of ``seeds`` writes for sure: its record, and per seed result.json
+    and run_id.txt. model.pt exists only where a best epoch does; checkpoint.pt and the
+    resume record must outlive a re-run (Snakemake deletes outputs first), so neither is
+    declared."""
+    outputs = {
+        "record": str(LAYOUT.refine_batch("{study}", "{mode}", seed_label(seeds)))
+    }
+    for seed in seeds:
+        outputs[f"result{seed}"] = str(LAYOUT.refine_result("{study}", "{mode}", seed))
+        outputs[f"run_id{seed}"] = str(LAYOUT.refine_run_id("{study}", "{mode}", seed))
+    return outputs
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly one of ``names``."""
+    return "|".join(re.escape(name) for name in names)
 
 
 def refine_results(wildcards):
-    """The records of every refine job of a study: per mode, one per batch of seeds."""
+    """Every refine seed's result.json of a study, in all its modes."""
     study = MEDFLOW.study(wildcards.study)
     return [
-        str(LAYOUT.refine_batch(study.name, mode, seed_label(seeds)))
+        str(LAYOUT.refine_result(study.name, mode, seed))
         for mode in study.modes
-        for seeds in study.seed_batches
+        for seed in study.seeds
     ]
 
 
-def refine_seed_args(wildcards):
-    """The job's seeds as command-line words: "0-1-2" -> "0 1 2"."""
-    return wildcards.seeds.replace("-", " ")
+def analysis_files(study):
+    """The JSON files the analyze job of ``study`` writes (its figures go to a folder)."""
+    return {
+        "baseline": str(LAYOUT.analysis_baseline(study)),
+        "importances": str(LAYOUT.analysis_importances(study)),
+        "representation": str(LAYOUT.analysis_representation(study)),
+    }
+
+
+def analysis_outputs(wildcards):
+    """Every study's analyze outputs, for the report."""
+    return [
+        path
+        for name in sorted(MEDFLOW.studies)
+        for path in [*analysis_files(name).values(), str(LAYOUT.analysis_figures(name))]
+    ]
 
 
 def report_inputs(wildcards):
-    inputs = [
-        str(LAYOUT.evaluate(name) / "metrics.json") for name in sorted(MEDFLOW.studies)
-    ]
+    inputs = [str(LAYOUT.evaluate_metrics(name)) for name in sorted(MEDFLOW.studies)]
     if MEDFLOW.classics.enabled:
         inputs.append(str(LAYOUT.classics_json()))
     return inputs
@@ -158,11 +195,9 @@ def full_spec(wildcards):
 
 
 def all_targets():
-    targets = [prepared_files(name)["meta"] for name in sorted(MEDFLOW.datasets)]
+    targets = [str(LAYOUT.prepared_meta(name)) for name in sorted(MEDFLOW.datasets)]
     if MEDFLOW.classics.enabled:
         targets.append(str(LAYOUT.classics_json()))
-    targets += [
-        str(LAYOUT.evaluate(name) / "metrics.json") for name in sorted(MEDFLOW.studies)
-    ]
+    targets += [str(LAYOUT.evaluate_metrics(name)) for name in sorted(MEDFLOW.studies)]
     targets.append(str(LAYOUT.report()))
     return targets

@@ -1,27 +1,28 @@
 rule evaluate:
     input:
-        runs=refine_results,
+        results=refine_results,
         target=target_meta,
     output:
-        metrics=str(LAYOUT.evaluate("{study}") / "metrics.json"),
+        metrics=str(LAYOUT.evaluate_metrics("{study}")),
         confusion=report(
-            str(LAYOUT.evaluate("{study}") / "confusion.png"),
+            str(LAYOUT.evaluate_confusion("{study}")),
             caption="../report/confusion.rst",
             category="Evaluation",
             subcategory="{study}",
         ),
         roc=report(
-            str(LAYOUT.evaluate("{study}") / "roc.png"),
+            str(LAYOUT.evaluate_roc("{study}")),
             caption="../report/roc.rst",
             category="Evaluation",
             subcategory="{study}",
         ),
+        predictions=directory(str(LAYOUT.evaluate_predictions("{study}"))),
     log:
-        str(LAYOUT.logs() / "evaluate" / "{study}.log"),
+        str(LAYOUT.evaluate_log("{study}")),
     params:
         cli=medflow_cli,
         spec=stage_spec("evaluate"),
         results=results_root,
     shell:
-        "{params.cli} --log {log} evaluate --study {wildcards.study}"
-        " --spec {params.spec:q} --results {params.results}"
+        "{params.cli} --log {log:q} evaluate --study {wildcards.study:q}"
+        " --spec {params.spec:q} --results {params.results:q}"

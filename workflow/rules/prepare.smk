@@ -2,7 +2,7 @@ rule prepare:
     output:
         **prepared_files("{dataset}"),
     log:
-        "results/logs/prepare/{dataset}.log",
+        str(LAYOUT.prepare_log("{dataset}")),
     resources:
         mem_mb=4000,
     params:
@@ -10,5 +10,5 @@ rule prepare:
         spec=dataset_spec,
         out=prepared_folder,
     shell:
-        "{params.cli} --log {log} prepare --dataset {wildcards.dataset}"
-        " --spec {params.spec:q} --out {params.out}"
+        "{params.cli} --log {log:q} prepare --dataset {wildcards.dataset:q}"
+        " --spec {params.spec:q} --out {params.out:q}"

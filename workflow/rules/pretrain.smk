@@ -2,11 +2,12 @@ rule pretrain:
     input:
         source=pretrain_source_meta,
     output:
-        model=str(LAYOUT.pretrain("{study}", "{activation}") / "model.pt"),
-        run_id=str(LAYOUT.pretrain("{study}", "{activation}") / "run_id.txt"),
-        result=str(LAYOUT.pretrain("{study}", "{activation}") / "result.json"),
+        # checkpoint.pt is not declared: Snakemake would delete it before a re-run resumes.
+        model=str(LAYOUT.pretrain_model("{study}", "{activation}")),
+        run_id=str(LAYOUT.pretrain_run_id("{study}", "{activation}")),
+        result=str(LAYOUT.pretrain_result("{study}", "{activation}")),
     log:
-        str(LAYOUT.logs() / "pretrain" / "{study}" / "{activation}.log"),
+        str(LAYOUT.pretrain_log("{study}", "{activation}")),
     resources:
         gpu=gpu_request,
         mem_mb=6000,
@@ -15,5 +16,6 @@ rule pretrain:
         spec=stage_spec("pretrain"),
         results=results_root,
     shell:
-        "{params.cli} --log {log} pretrain --study {wildcards.study}"
-        " --activation {wildcards.activation} --spec {params.spec:q} --results {params.results}"
+        "{params.cli} --log {log:q} pretrain --study {wildcards.study:q}"
+        " --activation {wildcards.activation:q} --spec {params.spec:q}"
+        " --results {params.results:q}"

@@ -1,22 +1,29 @@
-rule refine:
-    input:
-        best=rules.sweep_best.output.best,
-        target=target_meta,
-        backbones=refine_backbones,
-    output:
-        # One job per mode and batch of seeds (refine.seeds_per_job); each seed's
-        # model.pt, result.json and run_id.txt go to refine/<study>/<mode>/seed<k>/.
-        runs=str(LAYOUT.refine_batch("{study}", "{mode}", "{seeds}")),
-    log:
-        str(LAYOUT.logs() / "refine" / "{study}" / "{mode}_seeds-{seeds}.log"),
-    resources:
-        gpu=gpu_request,
-        mem_mb=4000,
-    params:
-        cli=medflow_cli,
-        seeds=refine_seed_args,
-        spec=stage_spec("refine"),
-        results=results_root,
-    shell:
-        "{params.cli} --log {log} refine --study {wildcards.study} --mode {wildcards.mode}"
-        " --seeds {params.seeds} --spec {params.spec:q} --results {params.results}"
+# One rule per batch of seeds (refine.seeds_per_job), so that each job declares every
+# seed's files; a study and mode pick the job through the wildcards.
+for seeds, studies in refine_batches().items():
+
+    rule:
+        name:
+            f"refine_seeds_{seed_label(seeds).replace('-', '_')}"
+        input:
+            best=str(LAYOUT.sweep_best("{study}")),
+            target=target_meta,
+            backbones=refine_backbones,
+        output:
+            **refine_outputs(seeds),
+        log:
+            str(LAYOUT.refine_log("{study}", "{mode}", seed_label(seeds))),
+        wildcard_constraints:
+            study=one_of(studies),
+        resources:
+            gpu=gpu_request,
+            mem_mb=4000,
+        params:
+            cli=medflow_cli,
+            seeds=" ".join(map(str, seeds)),
+            spec=stage_spec("refine"),
+            results=results_root,
+        shell:
+            "{params.cli} --log {log:q} refine --study {wildcards.study:q}"
+            " --mode {wildcards.mode:q} --seeds {params.seeds}"
+            " --spec {params.spec:q} --results {params.results:q}"

@@ -1,6 +1,10 @@
+# The self-contained HTML report: renders what every earlier job wrote (medflow.stages.report).
+
+
 rule report:
     input:
         report_inputs,
+        analysis_outputs,
     output:
         html=report(
             str(LAYOUT.report()),
@@ -8,11 +12,11 @@ rule report:
             category="Report",
         ),
     log:
-        str(LAYOUT.logs() / "report.log"),
+        str(LAYOUT.report_log()),
     params:
         cli=medflow_cli,
         spec=full_spec,
         results=results_root,
     shell:
-        "{params.cli} --log {log} report --spec {params.spec:q}"
-        " --results {params.results} --out {output.html}"
+        "{params.cli} --log {log:q} report --spec {params.spec:q}"
+        " --results {params.results:q}"

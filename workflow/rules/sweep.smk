@@ -2,16 +2,16 @@ rule sweep_init:
     input:
         target=target_meta,
     output:
-        parent=str(LAYOUT.sweep("{study}") / "parent_run_id.txt"),
+        parent=str(LAYOUT.sweep_parent_run_id("{study}")),
     log:
-        str(LAYOUT.logs() / "sweep" / "{study}" / "init.log"),
+        str(LAYOUT.sweep_log("{study}", "init")),
     params:
         cli=medflow_cli,
         spec=stage_spec("sweep"),
         results=results_root,
     shell:
-        "{params.cli} --log {log} sweep-init --study {wildcards.study}"
-        " --spec {params.spec:q} --results {params.results}"
+        "{params.cli} --log {log:q} sweep-init --study {wildcards.study:q}"
+        " --spec {params.spec:q} --results {params.results:q}"
 
 
 rule sweep_worker:
@@ -20,9 +20,9 @@ rule sweep_worker:
         target=target_meta,
         backbones=pretrained_models,
     output:
-        done=touch(str(LAYOUT.sweep("{study}") / "workers" / "{worker}.done")),
+        done=touch(str(LAYOUT.sweep_worker_done("{study}", "{worker}"))),
     log:
-        str(LAYOUT.logs() / "sweep" / "{study}" / "worker_{worker}.log"),
+        str(LAYOUT.sweep_worker_log("{study}", "{worker}")),
     resources:
         gpu=gpu_request,
         mem_mb=4000,
@@ -31,26 +31,26 @@ rule sweep_worker:
         spec=stage_spec("sweep"),
         results=results_root,
     shell:
-        "{params.cli} --log {log} sweep-worker --study {wildcards.study} --worker {wildcards.worker}"
-        " --spec {params.spec:q} --results {params.results}"
+        "{params.cli} --log {log:q} sweep-worker --study {wildcards.study:q}"
+        " --worker {wildcards.worker:q} --spec {params.spec:q} --results {params.results:q}"
 
 
 rule sweep_best:
     input:
         workers=sweep_workers_done,
     output:
-        best=str(LAYOUT.sweep("{study}") / "best_params.json"),
+        best=str(LAYOUT.sweep_best("{study}")),
         trials=report(
-            str(LAYOUT.sweep("{study}") / "trials.csv"),
+            str(LAYOUT.sweep_trials("{study}")),
             caption="../report/trials.rst",
             category="Sweep",
         ),
     log:
-        str(LAYOUT.logs() / "sweep" / "{study}" / "best.log"),
+        str(LAYOUT.sweep_log("{study}", "best")),
     params:
         cli=medflow_cli,
         spec=stage_spec("sweep"),
         results=results_root,
     shell:
-        "{params.cli} --log {log} sweep-best --study {wildcards.study}"
-        " --spec {params.spec:q} --results {params.results}"
+        "{params.cli} --log {log:q} sweep-best --study {wildcards.study:q}"
+        " --spec {params.spec:q} --results {params.results:q}"

@@ -1,148 +1,19 @@
-"""Load, validate and type the medflow configuration.
+"""Typed views of the validated configuration: datasets, tracking, classics, studies.
 
-The JSON schema (config/config.schema.yaml) is the single source of truth for keys,
-types and defaults; this module fills the defaults, turns schema violations into
-one-line messages naming the key and the file, and builds typed dataclasses.
+Every value comes from the schema-validated config (medflow.config.schema fills the defaults);
+the checks here are only those a JSON schema cannot express (references between keys
+and sections, ranges that must run low to high).
 """
 
 from __future__ import annotations
 
-import copy
-import difflib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-import jsonschema
-import yaml
-from jsonschema import validators
-from jsonschema.exceptions import ValidationError, best_match
-
+from medflow.config.schema import search_dimensions
+from medflow.config.section import Section
 from medflow.errors import ConfigError
-
-SCHEMA_PATH = Path(__file__).parents[1] / "config.schema.yaml"
-
-
-@cache
-def load_schema() -> dict[str, Any]:
-    with SCHEMA_PATH.open() as fh:
-        return yaml.safe_load(fh)
-
-
-def _with_defaults(validator_class: type) -> type:
-    """A validator that also fills each missing property with its schema default."""
-    check_properties = validator_class.VALIDATORS["properties"]
-
-    def fill_then_check(validator, properties, instance, schema) -> Iterator[ValidationError]:
-        if isinstance(instance, dict):
-            for name, subschema in properties.items():
-                if "default" in subschema and name not in instance:
-                    instance[name] = copy.deepcopy(subschema["default"])
-        yield from check_properties(validator, properties, instance, schema)
-
-    return validators.extend(validator_class, {"properties": fill_then_check})
-
-
-_FillingValidator = _with_defaults(jsonschema.Draft202012Validator)
-
-
-def _key_path(error: ValidationError) -> str:
-    parts = [f"[{p}]" if isinstance(p, int) else str(p) for p in error.absolute_path]
-    return ".".join(parts).replace(".[", "[") or "(top level)"
-
-
-def _innermost(error: ValidationError) -> ValidationError:
-    """For "one of" schemas (e.g. null or an object), the branch the user was aiming at."""
-    while error.validator in ("oneOf", "anyOf") and error.context:
-        aimed = [e for e in error.context if e.validator != "type"]
-        if not aimed:  # wrong type for every branch: report the union of types
-            return error
-        error = best_match(aimed)
-    return error
-
-
-def _describe(error: ValidationError) -> str:
-    """One human sentence for a schema violation."""
-    error = _innermost(error)
-    where = _key_path(error)
-    if error.validator in ("oneOf", "anyOf") and error.context:
-        kinds = [str(e.validator_value) for e in error.context if e.validator == "type"]
-        got = f"{type(error.instance).__name__} {error.instance!r}"
-        return (
-            f"{where}: expected {' or '.join(dict.fromkeys(kinds)) or 'another value'}, got {got}"
-        )
-    schema, instance = error.schema, error.instance
-    match error.validator:
-        case "additionalProperties":
-            allowed = sorted(schema.get("properties", {}))
-            unknown = sorted(set(instance) - set(allowed))
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-            expected = f"expected one of: {', '.join(allowed)}" if allowed else "no keys allowed"
-            return f"{where}: unknown key {', '.join(hints)}; {expected}"
-        case "required":
-            missing = error.message.split("'")[1] if "'" in error.message else error.message
-            return f"{where}: missing required key '{missing}'"
-        case "type":
-            expected = error.validator_value
-            expected = " or ".join(expected) if isinstance(expected, list) else expected
-            return f"{where}: expected {expected}, got {type(instance).__name__} {instance!r}"
-        case "enum":
-            choices = ", ".join(map(str, error.validator_value))
-            return f"{where}: {instance!r} is not one of: {choices}"
-        case _:
-            return f"{where}: {error.message}"
-
-
-def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
-    """Return a validated copy of ``raw`` with every default filled in.
-
-    Raises ConfigError naming the file, the key and what was expected.
-    """
-    instance = copy.deepcopy(dict(raw))
-    schema = load_schema()
-    errors = list(_FillingValidator(schema).iter_errors(instance))
-    if errors:
-        first = best_match(errors)
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise ConfigError(f"{source}: {_describe(first)}{more}")
-    return instance
-
-
-def validate_section(raw: Mapping[str, Any], definition: str, source: str) -> dict[str, Any]:
-    """Validate one ``$defs`` entry of the schema (e.g. a dataset passed by Snakemake)."""
-    schema = load_schema()
-    wrapper = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
-    instance = copy.deepcopy(dict(raw))
-    errors = list(_FillingValidator(wrapper).iter_errors(instance))
-    if errors:
-        raise ConfigError(f"{source}: {_describe(best_match(errors))}")
-    return instance
-
-
-def load_config(path: str | Path) -> MedflowConfig:
-    """Read, validate and type a config file."""
-    return MedflowConfig.from_validated(read_config_file(path), source=str(path))
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read and validate a YAML config file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    return validate_config(raw, source=str(path))
 
 
 @dataclass(frozen=True)
@@ -159,7 +30,7 @@ class DatasetConfig:
     seed: int
     split: SplitConfig
     train_per_class: int | None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any]
 
     @classmethod
     def from_validated(cls, name: str, section: Mapping[str, Any]) -> DatasetConfig:
@@ -183,10 +54,12 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
+class TrackingConfig(Section):
+    SCHEMA: ClassVar[str] = "tracking"
+
     uri: str | None
     experiment_prefix: str
-    ui_url: str | None = None
+    ui_url: str | None
 
     def experiment(self, study: str) -> str:
         return f"{self.experiment_prefix}/{study}"
@@ -205,7 +78,9 @@ class ClassicsSettings:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(Section):
+    SCHEMA: ClassVar[str] = "pretrain"
+
     dataset: str
     epochs: int
     batch_size: int
@@ -232,7 +107,7 @@ class StudyConfig:
     modes: tuple[str, ...]
     seeds: tuple[int, ...]
     bootstrap: int
-    seeds_per_job: int | None = None
+    seeds_per_job: int | None
 
     @classmethod
     def from_validated(cls, name: str, section: Mapping[str, Any]) -> StudyConfig:
@@ -240,7 +115,7 @@ class StudyConfig:
         return cls(
             name=name,
             target=section["target"],
-            pretrain=PretrainConfig(**pretrain) if pretrain else None,
+            pretrain=PretrainConfig.from_section(pretrain) if pretrain else None,
             model=dict(section["model"]),
             optim=dict(section["optim"]),
             train=dict(section["train"]),
@@ -282,6 +157,28 @@ class StudyConfig:
                 )
             if self.sweep["space"]["freeze"]:
                 raise ConfigError(f"{where}.sweep.space.freeze: needs pretrain")
+        weights, arch = self.model["weights"], self.model["arch"]
+        if weights is not None and not arch.startswith("resnet"):
+            raise ConfigError(
+                f"{where}.model.weights: {weights!r} needs a torchvision arch, not {arch!r}"
+            )
+        self._check_sweep(where)
+
+    def _check_sweep(self, where: str) -> None:
+        """What the schema cannot say about the sweep: ranges run low to high, and storage."""
+        space = self.sweep["space"]
+        for dim in search_dimensions():
+            value = space[dim.key]
+            if dim.sample == "log_float" and value is not None and value[0] > value[1]:
+                raise ConfigError(
+                    f"{where}.sweep.space.{dim.key}: need low <= high, got {list(value)}"
+                )
+        storage = self.sweep["storage"]
+        if storage is not None and "://" not in storage:
+            raise ConfigError(
+                f"{where}.sweep.storage: {storage!r} is not a database URL; "
+                "use null for a journal file in the sweep folder"
+            )
 
 
 @dataclass(frozen=True)
@@ -299,7 +196,7 @@ class MedflowConfig:
         }
         config = cls(
             datasets=datasets,
-            tracking=TrackingConfig(**cfg["tracking"]),
+            tracking=TrackingConfig.from_section(cfg["tracking"]),
             classics=ClassicsSettings.from_section(cfg["classics"]),
             studies={
                 name: StudyConfig.from_validated(name, section)

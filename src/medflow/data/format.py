@@ -25,14 +25,10 @@ from safetensors.numpy import load_file, save_file
 
 from medflow.data.base import SPLITS, SourceData, Split
 from medflow.errors import DataError
+from medflow.layout import Layout
 from medflow.runtime.io import atomic_write_bytes
 
 FORMAT_VERSION = 2  # 2: per-split sha256 in meta.json
-META_FILE = "meta.json"
-
-
-def split_file(split: str) -> str:
-    return f"{split}.safetensors"
 
 
 def normalisation_stats(train: Split, kind: str) -> dict[str, list[float]]:
@@ -87,7 +83,7 @@ def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> dict:
     split_sha256 = {}
     try:
         for split in SPLITS:
-            final = out_dir / split_file(split)
+            final = Layout.split_file(out_dir, split)
             tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
             part = splits[split]
             save_file(
@@ -104,10 +100,10 @@ def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> dict:
             staged.append((tmp, final))
         meta = {**meta, "content_hash": digest.hexdigest()[:16], "split_sha256": split_sha256}
         # meta.json marks a complete dataset: drop the old one before swapping files in.
-        (out_dir / META_FILE).unlink(missing_ok=True)
+        Layout.meta_file(out_dir).unlink(missing_ok=True)
         for tmp, final in staged:
             os.replace(tmp, final)
-        atomic_write_bytes(out_dir / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+        atomic_write_bytes(Layout.meta_file(out_dir), (json.dumps(meta, indent=2) + "\n").encode())
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
@@ -124,9 +120,11 @@ class PreparedDataset:
     @classmethod
     def open(cls, root: str | Path) -> PreparedDataset:
         root = Path(root)
-        meta_path = root / META_FILE
+        meta_path = Layout.meta_file(root)
         if not meta_path.exists():
-            raise DataError(f"no prepared dataset at {root} ({META_FILE} missing); run prepare")
+            raise DataError(
+                f"no prepared dataset at {root} ({meta_path.name} missing); run prepare"
+            )
         meta = json.loads(meta_path.read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise DataError(
@@ -142,7 +140,7 @@ class PreparedDataset:
     def load(self, split: str) -> Split:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        path = self.root / split_file(split)
+        path = Layout.split_file(self.root, split)
         self._verify(split, path)
         try:
             arrays = load_file(str(path))
@@ -163,7 +161,7 @@ class PreparedDataset:
         if actual != self.meta["split_sha256"][split]:
             raise DataError(
                 f"prepared split {path} is not the file prepare wrote (its sha256 differs from "
-                f"{self.root / META_FILE}); delete {self.root} and run the workflow again"
+                f"{Layout.meta_file(self.root)}); delete {self.root} and run the workflow again"
             )
 
     def normalise(self, x: np.ndarray) -> np.ndarray:

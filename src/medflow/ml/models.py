@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from medflow.config.strict import reject_unknown_keys
+from medflow.config.section import Section
 
 __all__ = [
     "ACTIVATIONS",
@@ -89,8 +89,8 @@ def make_activation(name: str) -> nn.Module:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Architecture hyper-parameters (validated on construction).
+class ModelConfig(Section):
+    """Architecture hyper-parameters: the study's ``model`` section (schema ``$defs/model``).
 
     ``hidden_sizes`` is used by ``mlp``; ``width``/``depth`` by ``cnn``; ``weights`` by the
     torchvision ResNets only. ``dropout`` is applied after each hidden layer of the MLP and
@@ -98,39 +98,19 @@ class ModelConfig:
     ``activation`` (it outputs ``w.x + b`` logits).
     """
 
+    SCHEMA: ClassVar[str] = "model"
+
     arch: str
-    activation: str = "relu"
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    dropout: float = 0.0
-    width: int = 32
-    depth: int = 2
-    weights: str | None = None
+    activation: str
+    hidden_sizes: tuple[int, ...]
+    dropout: float
+    width: int
+    depth: int
+    weights: str | None
 
     def __post_init__(self) -> None:
         # Accept lists (YAML/JSON) but store a tuple so the config stays hashable.
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
-        make_activation(self.activation)  # raises on an unknown name
-        if any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes must be positive, got {self.hidden_sizes}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.width < 1 or self.depth < 1:
-            raise ValueError(f"width and depth must be >= 1, got {self.width}, {self.depth}")
-        if self.weights not in WEIGHTS:
-            raise ValueError(f"unknown weights {self.weights!r}; known: {WEIGHTS}")
-        if self.weights is not None and self.arch not in RESNET_ARCHS:
-            raise ValueError(
-                f"weights={self.weights!r} needs a torchvision arch, not {self.arch!r}"
-            )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        """Build from a plain mapping (e.g. parsed YAML); unknown keys are an error."""
-        reject_unknown_keys(cls, d)
-        # YAML/JSON give lists; the frozen config keeps tuples (hashable, comparable).
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 class Classifier(nn.Module):

@@ -13,59 +13,44 @@ Nothing here touches MLflow or the file system; medflow.stages.classics does tha
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from medflow.config.strict import reject_unknown_keys
+from medflow.config.section import Section
 from medflow.data.sources.gates import INPUTS, TRUTH_TABLES
-from medflow.ml.loop import torch_threads
-from medflow.ml.models import ACTIVATIONS, ModelConfig, build_model
+from medflow.ml.device import torch_threads
+from medflow.ml.models import ModelConfig, build_model
 
 # The same truth tables the gates data source prepares.
 GATES: dict[str, tuple[int, int, int, int]] = TRUTH_TABLES
 
 
 @dataclass(frozen=True)
-class ClassicsConfig:
-    """Settings of the classics exercises; defaults reproduce the lecture."""
+class ClassicsConfig(Section):
+    """Settings of the classics exercises: the ``classics`` section (schema ``$defs/classics``,
+    whose defaults reproduce the lecture) without ``enabled`` and ``datasets``."""
 
-    iterations: int = 10
-    lr: float = 1.0
-    w0: tuple[float, float] = (1.0, -1.0)
-    b0: float = -0.5
-    # Single neuron "after long training" on XOR, same procedure as `train`.
-    long_iterations: int = 5000
-    mlp_hidden: int = 4
-    # tanh + Adam(lr=0.01) solved XOR for all of seeds 0-99 within 170 epochs (lr=0.1 got stuck
-    # in the ln(2)/2 plateau for seed 1; relu with 4 units often dies).
-    mlp_activation: str = "tanh"
-    mlp_epochs: int = 1000
-    mlp_lr: float = 0.01
-    seed: int = 0
+    SCHEMA: ClassVar[str] = "classics"
+    SKIPPED: ClassVar[frozenset[str]] = frozenset({"enabled", "datasets"})
+
+    iterations: int
+    lr: float
+    w0: tuple[float, float]
+    b0: float
+    long_iterations: int  # single neuron "after long training" on XOR, same procedure
+    mlp_hidden: int
+    mlp_activation: str
+    mlp_epochs: int
+    mlp_lr: float
+    seed: int
 
     def __post_init__(self) -> None:
         # JSON/YAML hands lists over; keep the frozen config hashable and comparable.
         object.__setattr__(self, "w0", tuple(float(v) for v in self.w0))
-        if len(self.w0) != 2:
-            raise ValueError(f"w0 must have 2 entries, got {len(self.w0)}")
-        for name in ("iterations", "long_iterations", "mlp_hidden", "mlp_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.mlp_activation not in ACTIVATIONS:
-            raise ValueError(
-                f"mlp_activation must be one of {sorted(ACTIVATIONS)}, got {self.mlp_activation!r}"
-            )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ClassicsConfig:
-        """Build a config from a mapping, refusing keys the config does not know."""
-        reject_unknown_keys(cls, data)
-        return cls(**data)
 
 
 def gate_table() -> np.ndarray:
@@ -148,7 +133,7 @@ def neuron_accuracy(X: np.ndarray, y: np.ndarray, w: list[float], b: float) -> f
 def build_mlp(hidden: int, activation: str) -> nn.Module:
     """One-hidden-layer MLP 2 -> hidden -> 1 emitting a logit (medflow's mlp architecture)."""
     return build_model(
-        ModelConfig(arch="mlp", hidden_sizes=(hidden,), activation=activation), (2,), 1
+        ModelConfig.from_schema(arch="mlp", hidden_sizes=(hidden,), activation=activation), (2,), 1
     )
 
 

@@ -43,7 +43,7 @@ def load_model_file(path: Path) -> tuple[Classifier, dict[str, Any]]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise MedflowError(f"model file not found: {path}") from None
-    cfg = ModelConfig.from_dict(payload["model_config"])
+    cfg = ModelConfig.from_section(payload["model_config"])
     model = build_model(cfg, tuple(payload["input_shape"]), payload["n_outputs"])
     model.load_state_dict(payload["state_dict"])
     model.eval()

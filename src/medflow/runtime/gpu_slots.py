@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from medflow.errors import MedflowError
+from medflow.layout import Layout
 
 __all__ = ["GpuSlotTimeout", "claim_gpu_slot", "default_lock_dir", "visible_gpus"]
 
@@ -95,12 +96,12 @@ def visible_gpus() -> list[str]:
 def default_lock_dir(results: Path) -> Path:
     """``$MEDFLOW_GPU_LOCK_DIR`` (one folder for every workflow on the machine), else
     ``<results>/.gpu_slots`` (jobs of workflows with other results folders do not see these)."""
-    return Path(os.environ.get(LOCK_DIR_ENV) or Path(results) / ".gpu_slots")
+    return Path(os.environ.get(LOCK_DIR_ENV) or Layout(Path(results)).gpu_slots())
 
 
 def _lock_path(lock_dir: Path, device: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in device)
-    return lock_dir / f"{socket.gethostname()}.gpu{safe}.lock"
+    return Layout.gpu_slot_file(lock_dir, socket.gethostname(), safe)
 
 
 def _try_lock(path: Path) -> IO[str] | None:

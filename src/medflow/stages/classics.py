@@ -2,7 +2,7 @@
 
 Reads the prepared OR/AND/XOR datasets (so the truth tables flow through prepare
 like any data, with their content hashes), logs one parent run with a child run
-per experiment, and writes results/classics/perceptron.json.
+per experiment, and writes Layout.classics_json().
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from medflow.config.types import ClassicsSettings, TrackingConfig
+from medflow.config.types import ClassicsSettings
 from medflow.data.format import PreparedDataset
 from medflow.errors import DataError
 from medflow.layout import Layout
@@ -26,8 +26,13 @@ from medflow.ml.perceptron import (
     run_classics,
     xor_experiment,
 )
+from medflow.runtime.digest import config_hash
 from medflow.runtime.io import write_json_atomic
-from medflow.tracking.client import Tracker, config_hash, standard_tags, tracked_run
+from medflow.stages.context import StageContext
+from medflow.tracking.client import Tracker
+from medflow.tracking.models import log_torch_model
+from medflow.tracking.provenance import standard_tags
+from medflow.tracking.runs import tracked_run
 
 log = logging.getLogger(__name__)
 STUDY = "classics"
@@ -52,18 +57,15 @@ def _log_series(tracker: Tracker, run_id: str, name: str, values: list[float]) -
         tracker.log_metrics(run_id, {name: value}, step=step)
 
 
-def run_classics_stage(
-    settings: ClassicsSettings,
-    tracking: TrackingConfig,
-    layout: Layout,
-    out: Path,
-) -> dict[str, Any]:
-    cfg = ClassicsConfig.from_dict(settings.params)
-    hashes = gate_hashes(settings, layout)
+def run(ctx: StageContext, settings: ClassicsSettings, out: Path | None = None) -> dict[str, Any]:
+    """Train and log the experiments; write their JSON to ``out`` (default: the layout's)."""
+    cfg = ClassicsConfig.from_section(settings.params)
+    out = out or ctx.layout.classics_json()
+    hashes = gate_hashes(settings, ctx.layout)
     xor = xor_experiment(cfg)
     doc = run_classics(cfg, xor)
-    tracker = Tracker.for_results(layout.results, tracking.uri)
-    experiment = tracking.experiment(STUDY)
+    tracker = ctx.open_tracker()
+    experiment = ctx.experiment(STUDY)
     cfg_hash = config_hash(settings.params)
     all_hashes = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()[:16]
     params = dict(settings.params)
@@ -90,9 +92,9 @@ def run_classics_stage(
             tracker.log_params(mlp, params)
             _log_series(tracker, mlp, "bce", xor.mlp_loss)
             tracker.log_metrics(mlp, {"accuracy": xor.mlp_accuracy}, step=0)
-            tracker.log_torch_model(mlp, xor.mlp, gate_table().astype(np.float32))
+            log_torch_model(tracker, mlp, xor.mlp, gate_table().astype(np.float32))
         doc["xor"].update(single_neuron_run_id=neuron, mlp_run_id=mlp, parent_run_id=parent)
-        tracker.log_dict(parent, doc, "perceptron.json")
+        tracker.log_dict(parent, doc, ctx.layout.classics_json().name)
     write_json_atomic(doc, out)
     log.info(
         "classics: OR mse %.4f -> %.4f; XOR single neuron %.2f, MLP %.2f",

@@ -23,7 +23,7 @@ class StageContext:
 
     def tracking_uri(self) -> str:
         """The store URI this job logs to (config, else $MLFLOW_TRACKING_URI, else SQLite)."""
-        from medflow.tracking.client import resolve_tracking_uri
+        from medflow.tracking.uri import resolve_tracking_uri
 
         return resolve_tracking_uri(self.tracking.uri, self.layout.results)
 

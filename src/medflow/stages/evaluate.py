@@ -16,36 +16,35 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
-from medflow.config.types import StudyConfig, TrackingConfig
+from medflow.config.types import StudyConfig
+from medflow.data.base import Split
 from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
-from medflow.layout import Layout, seed_label
+from medflow.layout import Layout
 from medflow.ml.loop import evaluate_scores
 from medflow.ml.monitor import MINIMISED
 from medflow.ml.transfer import load_model_file
+from medflow.plots.classification import confusion_figure, roc_figure
+from medflow.runtime.digest import config_hash
 from medflow.runtime.io import write_json_atomic
-from medflow.stages.common import MODEL_FILE, RESULT_FILE, read_json
-from medflow.stats.evaluation import (
-    bootstrap_metrics,
-    confusion_figure,
-    per_class_metrics,
-    roc_figure,
-    save_predictions,
-    summarize_modes,
-)
-from medflow.tracking.client import Tracker, config_hash, standard_tags, tracked_run
+from medflow.stages.common import read_json
+from medflow.stages.context import StageContext
+from medflow.stats.bootstrap import bootstrap_metrics
+from medflow.stats.predictions import save_predictions
+from medflow.stats.summary import per_class_metrics, summarize_modes
+from medflow.tracking.client import Tracker
+from medflow.tracking.provenance import standard_tags
+from medflow.tracking.runs import tracked_run
 
 log = logging.getLogger(__name__)
 
 
 def _refine_result(layout: Layout, study: StudyConfig, mode: str, seed: int) -> dict[str, Any]:
-    """A seed's result.json. Snakemake tracks only each refine job's record, so a seed folder
-    removed by hand is not re-planned: say which record to delete to train it again."""
-    path = layout.refine(study.name, mode, seed) / RESULT_FILE
+    """A seed's result.json (a declared output of its refine job, so Snakemake re-runs that
+    job when it is missing; this message is for a command run by hand)."""
+    path = layout.refine_result(study.name, mode, seed)
     if not path.exists():
-        (batch,) = [b for b in study.seed_batches if seed in b]
-        record = layout.refine_batch(study.name, mode, seed_label(batch))
-        raise MedflowError(f"{path} is missing: delete {record} and run again to refine it")
+        raise MedflowError(f"{path} is missing: refine {mode} seed {seed} of '{study.name}' first")
     return read_json(path)
 
 
@@ -64,30 +63,30 @@ def _test_metric_names(boot: dict[str, dict[str, float]]) -> dict[str, float]:
     return metrics
 
 
-def run_evaluate(study: StudyConfig, tracking: TrackingConfig, layout: Layout) -> dict:
-    dataset = PreparedDataset.open(layout.prepared(study.target))
-    test = dataset.load("test")
+def _score_runs(
+    ctx: StageContext, study: StudyConfig, dataset: PreparedDataset, test: Split, tracker: Tracker
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[int, dict[str, float]]]]:
+    """Every finished refine run scored on test: (runs, skipped, per-seed metric values)."""
+    layout = ctx.layout
     x = torch.from_numpy(dataset.normalise(test.x))
     task, names = dataset.meta["task"], dataset.meta["class_names"]
-    out: Path = layout.evaluate(study.name)
-    tracker = Tracker.for_results(layout.results, tracking.uri)
     runs, skipped = [], []
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
     for mode in study.modes:
         for seed in study.seeds:
-            folder = layout.refine(study.name, mode, seed)
+            model_file = layout.refine_model(study.name, mode, seed)
             result = _refine_result(layout, study, mode, seed)
-            if result["status"] != "finished" or not (folder / MODEL_FILE).exists():
+            if result["status"] != "finished" or not model_file.exists():
                 skipped.append({"mode": mode, "seed": seed, "reason": result.get("reason")})
                 continue
-            model, _ = load_model_file(folder / MODEL_FILE)
+            model, _ = load_model_file(model_file)
             _, scores = evaluate_scores(model, x, task, torch.device("cpu"))
             scores = scores.numpy()
             boot = bootstrap_metrics(task, test.y, scores, n_boot=study.bootstrap, seed=seed)
             tracker.log_metrics(result["run_id"], _test_metric_names(boot), step=0)
             tracker.flush(result["run_id"])
             save_predictions(
-                out / "predictions" / f"{mode}_seed{seed}.csv",
+                layout.evaluate_prediction(study.name, mode, seed),
                 test.y,
                 scores,
                 test.index,
@@ -105,18 +104,54 @@ def run_evaluate(study: StudyConfig, tracking: TrackingConfig, layout: Layout) -
                     "scores": scores,
                 }
             )
+    return runs, skipped, per_seed
+
+
+def _draw_figures(
+    layout: Layout, study: StudyConfig, task: str, test: Split, scores: Any, names: list[str]
+) -> list[Path]:
+    """Confusion matrix and ROC curves of the model best on validation."""
+    figures = {
+        layout.evaluate_confusion(study.name): confusion_figure(task, test.y, scores, names),
+        layout.evaluate_roc(study.name): roc_figure(task, test.y, scores, names),
+    }
+    for path, figure in figures.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+    return list(figures)
+
+
+def _log_evaluation(
+    ctx: StageContext, tracker: Tracker, study: StudyConfig, doc: dict, figures: list[Path]
+) -> None:
+    """One evaluate run: per-mode means, the figures and metrics.json; adds its run id."""
+    tags = standard_tags(
+        "evaluate", study.name, doc["dataset_hash"], config_hash({"bootstrap": study.bootstrap})
+    )
+    with tracked_run(tracker, ctx.experiment(study.name), "evaluate", tags) as run_id:
+        for mode, metrics in doc["summary"].items():
+            for metric, stats in metrics.items():
+                if isinstance(stats, dict) and math.isfinite(stats.get("mean", math.nan)):
+                    tracker.log_metrics(run_id, {f"{mode}.test_{metric}_mean": stats["mean"]}, 0)
+        for path in figures:
+            tracker.log_artifact(run_id, path)
+        doc["mlflow_run_id"] = run_id
+        tracker.log_dict(run_id, doc, ctx.layout.evaluate_metrics(study.name).name)
+
+
+def run(ctx: StageContext, study: StudyConfig) -> dict:
+    """Score the study's refine runs on test; write metrics.json, the figures, predictions."""
+    dataset = PreparedDataset.open(ctx.layout.prepared(study.target))
+    test = dataset.load("test")
+    task, names = dataset.meta["task"], dataset.meta["class_names"]
+    tracker = ctx.open_tracker()
+    runs, skipped, per_seed = _score_runs(ctx, study, dataset, test, tracker)
     if not runs:
         raise MedflowError(f"no refine run of study {study.name} finished: {skipped}")
     summary = summarize_modes(per_seed)
     best = _best_on_validation(runs, study.train["monitor"])
-    out.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "confusion.png": confusion_figure(task, test.y, best["scores"], names),
-        "roc.png": roc_figure(task, test.y, best["scores"], names),
-    }
-    for name, figure in figures.items():
-        figure.savefig(out / name, dpi=110, bbox_inches="tight")
-        plt.close(figure)
+    figures = _draw_figures(ctx.layout, study, task, test, best["scores"], names)
     doc = {
         "study": study.name,
         "target": study.target,
@@ -134,19 +169,13 @@ def run_evaluate(study: StudyConfig, tracking: TrackingConfig, layout: Layout) -
             "per_class": per_class_metrics(task, test.y, best["scores"], names),
         },
     }
-    tags = standard_tags(
-        "evaluate", study.name, dataset.content_hash, config_hash({"bootstrap": study.bootstrap})
-    )
-    with tracked_run(tracker, tracking.experiment(study.name), "evaluate", tags) as run_id:
-        for mode, metrics in summary.items():
-            for metric, stats in metrics.items():
-                if isinstance(stats, dict) and math.isfinite(stats.get("mean", math.nan)):
-                    tracker.log_metrics(run_id, {f"{mode}.test_{metric}_mean": stats["mean"]}, 0)
-        for name in figures:
-            tracker.log_artifact(run_id, out / name)
-        doc["mlflow_run_id"] = run_id
-        tracker.log_dict(run_id, doc, "metrics.json")
-    write_json_atomic(doc, out / "metrics.json")
+    _log_evaluation(ctx, tracker, study, doc, figures)
+    write_json_atomic(doc, ctx.layout.evaluate_metrics(study.name))
+    _log_accuracy(study, summary)
+    return doc
+
+
+def _log_accuracy(study: StudyConfig, summary: dict[str, Any]) -> None:
     for mode, metrics in summary.items():
         if mode != "transfer_gain" and "accuracy" in metrics:
             acc = metrics["accuracy"]
@@ -159,4 +188,3 @@ def run_evaluate(study: StudyConfig, tracking: TrackingConfig, layout: Layout) -
                 acc["ci_high"],
                 acc["n"],
             )
-    return doc

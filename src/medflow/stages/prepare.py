@@ -11,8 +11,14 @@ from medflow.data.checks import check_splits
 from medflow.data.format import build_meta, write_prepared
 from medflow.data.registry import get_loader
 from medflow.data.splits import split_pool, subsample_per_class
+from medflow.stages.context import StageContext
 
 log = logging.getLogger(__name__)
+
+
+def run(ctx: StageContext, dataset: DatasetConfig, out: Path | None = None) -> dict:
+    """Prepare ``dataset`` into ``out`` (default: its folder in the layout)."""
+    return prepare_dataset(dataset, out or ctx.layout.prepared(dataset.name))
 
 
 def prepare_dataset(cfg: DatasetConfig, out_dir: Path) -> dict:

@@ -6,15 +6,15 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from medflow.layout import Layout
 from medflow.ml.loop import EpochTracker, Result, RunConfig, TrainData, train
 from medflow.ml.models import Classifier
+from medflow.plots.training import learning_curve_figure
 from medflow.runtime.progress import EpochProgress
-from medflow.tracking.client import Tracker, mark_run_failed, tracked_run
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from medflow.tracking.client import Tracker
+from medflow.tracking.models import log_torch_model
+from medflow.tracking.runs import mark_run_failed, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +53,6 @@ def finish_progress(progress: EpochProgress, result: Result) -> None:
         progress.finish(f"stopped early; best epoch {result.best_epoch}")
 
 
-def learning_curve_figure(result: Result, title: str = "") -> Figure:
-    # Imported here: sweep workers, which draw none, save matplotlib's 0.3 s import.
-    from matplotlib.figure import Figure
-
-    epochs = range(1, len(result.history) + 1)
-    fig = Figure(figsize=(9, 3.4))
-    loss_ax, metric_ax = fig.subplots(1, 2)
-    for key in ("train_loss", "val_loss"):
-        loss_ax.plot(epochs, [h[key] for h in result.history], label=key)
-    loss_ax.set(xlabel="epoch", ylabel="loss")
-    loss_ax.legend()
-    metric = result.monitor if result.monitor != "val_loss" else "val_accuracy"
-    if result.history and metric in result.history[0]:
-        metric_ax.plot(epochs, [h[metric] for h in result.history], color="tab:green")
-        metric_ax.axvline(result.best_epoch, color="grey", linestyle=":", label="best epoch")
-        metric_ax.set(xlabel="epoch", ylabel=metric)
-        metric_ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 def summary_metrics(result: Result) -> dict[str, float]:
     """The best epoch's metrics as best_*; what sweeps and reports compare."""
     best = {f"best_{k}": v for k, v in result.best_metrics.items() if k.startswith("val_")}
@@ -102,25 +80,71 @@ def tracked_training(
 ) -> tuple[Result, str]:
     """Train inside an MLflow run that always ends FINISHED, FAILED or KILLED."""
     with tracked_run(tracker, experiment, run_name, tags, parent_run_id) as run_id:
-        tracker.log_params(run_id, {**run.to_dict(), "dataset_hash": data.dataset_hash})
-        tracker.log_dict(run_id, run.to_dict(), "config.json")
-        progress = EpochProgress(progress_label(run_name, tags), run.train.epochs)
-        result = train(
+        result = train_in_run(
             run,
             data,
-            EpochFanOut([MlflowEpochLogger(tracker, run_id), progress]),
+            tracker,
+            run_id,
+            run_name=run_name,
+            label=progress_label(run_name, tags),
             model=model,
             checkpoint=checkpoint,
+            log_model=log_model,
             on_epoch=on_epoch,
         )
-        finish_progress(progress, result)
-        if result.best_epoch:
-            tracker.log_metrics(run_id, summary_metrics(result), step=result.best_epoch)
-        if result.history:
-            figure = learning_curve_figure(result, run_name)
-            tracker.log_figure(run_id, figure, "learning_curve.png")
         if result.status == "diverged":
             mark_run_failed(tracker, run_id, f"diverged: {result.reason}")
-        elif log_model:
-            tracker.log_torch_model(run_id, result.model, data.x_val[:2].numpy())
     return result, run_id
+
+
+def train_in_run(
+    run: RunConfig,
+    data: TrainData,
+    tracker: Tracker,
+    run_id: str,
+    *,
+    run_name: str,
+    label: str,
+    model: Classifier | None = None,
+    checkpoint: Path | None = None,
+    log_model: bool = True,
+    log_curve: bool = True,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> Result:
+    """Train and log into the open run ``run_id``: params, config, per-epoch and summary
+    metrics, learning curve and (unless diverged) the model; ``label`` names the progress
+    lines. The run's owner ends it and decides what divergence means (tracked_training:
+    FAILED; a sweep trial: pruned). Sweep trials draw no curve: matplotlib's import and a
+    figure per trial would cost more than a small trial's training.
+
+    An exception from ``on_epoch`` (e.g. Optuna pruning the trial) stops training and closes
+    the progress line with its message.
+    """
+    tracker.log_params(run_id, {**run.to_dict(), "dataset_hash": data.dataset_hash})
+    tracker.log_dict(run_id, run.to_dict(), Layout.CONFIG_ARTIFACT)
+    progress = EpochProgress(label, run.train.epochs)
+
+    def stop_hook(epoch: int, metrics: dict[str, float]) -> None:
+        try:
+            on_epoch(epoch, metrics)  # type: ignore[misc]
+        except Exception as exc:
+            progress.finish(str(exc))
+            raise
+
+    result = train(
+        run,
+        data,
+        EpochFanOut([MlflowEpochLogger(tracker, run_id), progress]),
+        model=model,
+        checkpoint=checkpoint,
+        on_epoch=stop_hook if on_epoch is not None else None,
+    )
+    finish_progress(progress, result)
+    if result.best_epoch:
+        tracker.log_metrics(run_id, summary_metrics(result), step=result.best_epoch)
+    if log_curve and result.history:
+        figure = learning_curve_figure(result, run_name)
+        tracker.log_figure(run_id, figure, Layout.LEARNING_CURVE_ARTIFACT)
+    if log_model and result.status != "diverged":
+        log_torch_model(tracker, run_id, result.model, data.x_val[:2].numpy())
+    return result

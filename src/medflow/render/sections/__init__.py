@@ -1,0 +1,1 @@
+"""One module per report section; each ``build(ctx, ...)`` returns the section's blocks."""

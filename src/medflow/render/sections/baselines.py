@@ -1,0 +1,96 @@
+"""The baselines section: published MedMNIST v2 numbers (a data file shipped with the
+package) for MedMNIST targets, the analyze stage's logistic regression for tabular ones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from medflow.config.types import StudyConfig
+from medflow.render.blocks import TIMES, Block, fmt, note, p, table
+from medflow.render.context import ReportContext, read_json
+from medflow.render.sections.results import mean_ci, mode_summaries
+
+PUBLISHED_FILE = "medmnist_v2.yaml"
+
+
+@cache
+def published_medmnist() -> dict[str, Any]:
+    """The MedMNIST v2 table: {"source", "cited_as", "model", "flags": {flag: {size: ...}}}."""
+    text = resources.files("medflow.render").joinpath("baselines", PUBLISHED_FILE).read_text()
+    return yaml.safe_load(text)
+
+
+def build(ctx: ReportContext, study: StudyConfig) -> list[Block]:
+    meta = read_json(ctx.layout.prepared_meta(study.target))
+    if meta is None:
+        return [note(f"Dataset {study.target} is not prepared.")]
+    metrics = read_json(ctx.layout.evaluate_metrics(study.name)) or {}
+    if meta.get("kind") == "tabular":
+        return _logistic(read_json(ctx.layout.analysis_baseline(study.name)), metrics)
+    if meta.get("source") == "medmnist":
+        return _medmnist(meta, metrics)
+    return [
+        p(
+            f"No published or classical baseline applies to {study.target} "
+            f"(source {meta.get('source')}, {meta.get('kind')} data)."
+        )
+    ]
+
+
+def _ours_rows(metrics: Mapping[str, Any], keys: Sequence[str]) -> list[dict[str, str]]:
+    return [
+        {"model": f"ours: {mode}", **{k: mean_ci(stats.get(k)) for k in keys}}
+        for mode, stats in mode_summaries(metrics).items()
+    ]
+
+
+def _logistic(baseline: Mapping[str, Any] | None, metrics: Mapping[str, Any]) -> list[Block]:
+    if baseline is None:
+        return [note("No classical baseline (the analyze stage has not run).")]
+    if not baseline.get("applies"):
+        return [p(baseline["note"])]
+    scores = baseline["metrics"]
+    rows = [{"model": baseline["method"], **{k: fmt(v) for k, v in scores.items()}}]
+    rows += _ours_rows(metrics, list(scores))
+    text = p(
+        f"scikit-learn {baseline['estimator']} on the normalised train split "
+        f"({baseline['n_train']} examples), scored on the same test split "
+        f"({baseline['n_test']}); ours: mean over seeds ± half-width of the 95% t-interval."
+    )
+    return [table(pd.DataFrame(rows)), text]
+
+
+def _medmnist(meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[Block]:
+    notes = meta.get("notes") or {}
+    flag = notes.get("flag") or ((meta.get("config") or {}).get("options") or {}).get("flag")
+    table_data = published_medmnist()
+    published = table_data["flags"].get(str(flag))
+    if published is None:
+        return [
+            p(
+                f"No published MedMNIST v2 numbers are embedded for flag {flag!r} "
+                f"(embedded: {', '.join(table_data['flags'])})."
+            )
+        ]
+    rows = [
+        {
+            "model": f"{table_data['model']} ({size}) published",
+            "auc": fmt(values["auc"]),
+            "accuracy": fmt(values["accuracy"]),
+        }
+        for size, values in published.items()
+    ]
+    rows += _ours_rows(metrics, ("auc", "accuracy"))
+    size = notes.get("size", 28)
+    official = "official" if meta.get("splits_from_source") else "NOT the official"
+    text = p(
+        f"Published test AUC/ACC for {flag} from MedMNIST v2 ({table_data['cited_as']}). "
+        f"Ours: {size}{TIMES}{size} images, {official} splits."
+    )
+    return [table(pd.DataFrame(rows)), text]

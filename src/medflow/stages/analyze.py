@@ -1,0 +1,124 @@
+"""The analyze stage: what the report shows that needs the test split, a trained model or
+the Optuna study, computed once per study into files under evaluate/<study>/analysis/.
+
+baseline.json (logistic regression on tabular targets), importances.json (fANOVA on the
+sweep), representation.json plus figures/ (first-layer filters and feature maps of the
+model best on validation). Evaluate-side: with evaluate, the only jobs that read test data.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from medflow.analysis.baseline import logistic_baseline
+from medflow.analysis.importance import fanova_importances
+from medflow.analysis.representation import feature_maps_figure, filters_figure, first_conv
+from medflow.config.types import StudyConfig
+from medflow.data.format import PreparedDataset
+from medflow.errors import MedflowError
+from medflow.hpo.space import sweep_config
+from medflow.hpo.study import open_study
+from medflow.layout import Layout
+from medflow.ml.transfer import load_model_file
+from medflow.runtime.io import atomic_write_bytes, write_json_atomic
+from medflow.stages.common import read_json
+from medflow.stages.context import StageContext
+
+log = logging.getLogger(__name__)
+
+FIGURE_DPI = 90  # the resolution the report embeds figures at
+
+
+def run(ctx: StageContext, study: StudyConfig) -> dict[str, Any]:
+    """Write the study's baseline, importances and representation files; return them."""
+    layout = ctx.layout
+    data = PreparedDataset.open(layout.prepared(study.target))
+    layout.analysis(study.name).mkdir(parents=True, exist_ok=True)
+    docs = {
+        layout.analysis_baseline(study.name): logistic_baseline(data),
+        layout.analysis_importances(study.name): importances(layout, study),
+        layout.analysis_representation(study.name): representation(layout, study, data),
+    }
+    for path, doc in docs.items():
+        write_json_atomic(doc, path)
+        log.info("%s: wrote %s", study.name, path)
+    return {path.stem: doc for path, doc in docs.items()}
+
+
+def importances(layout: Layout, study: StudyConfig) -> dict[str, Any]:
+    """fANOVA importances of the study's sweep, or a note saying why there are none."""
+    cfg = sweep_config(study)
+    folder = layout.sweep(study.name)
+    if cfg.storage is None and not Layout.journal_file(folder).exists():
+        return {"note": f"No Optuna journal in {folder}; importances need the study."}
+    try:
+        optuna_study = open_study(cfg, folder, study.name, create=False)
+    except MedflowError as exc:
+        return {"note": f"Parameter importances not available: {exc}"}
+    return fanova_importances(optuna_study)
+
+
+def _best_model(layout: Layout, study: StudyConfig) -> tuple[str, int, Path] | None:
+    """The refine model best on validation (evaluate's choice), else the first one found."""
+    metrics_path = layout.evaluate_metrics(study.name)
+    metrics = read_json(metrics_path) if metrics_path.exists() else {}
+    best = metrics.get("best_on_validation") or {}
+    candidates = [(best.get("mode"), best.get("seed"))]
+    if None in candidates[0]:
+        candidates = [(m, s) for m in study.modes for s in study.seeds]
+    for mode, seed in candidates:
+        path = layout.refine_model(study.name, mode, seed)
+        if path.exists():
+            return mode, seed, path
+    return None
+
+
+def representation(layout: Layout, study: StudyConfig, data: PreparedDataset) -> dict[str, Any]:
+    """Draw the filters and feature-map figures; the record says which exist, and why not."""
+    figures = layout.analysis_figures(study.name)
+    figures.mkdir(parents=True, exist_ok=True)
+    for stale in (layout.analysis_filters(study.name), layout.analysis_feature_maps(study.name)):
+        stale.unlink(missing_ok=True)
+    if data.meta.get("kind") != "image":
+        note = "Does not apply: the target is not image data, so there are no conv filters."
+        return {"status": "not_applicable", "note": note}
+    found = _best_model(layout, study)
+    if found is None:
+        note = "No refine model.pt found for the best-on-validation run."
+        return {"status": "missing", "note": note}
+    mode, seed, path = found
+    model, _ = load_model_file(path)
+    conv = first_conv(model)
+    if conv is None:
+        note = f"Does not apply: the {study.model.get('arch')} model has no conv layer."
+        return {"status": "not_applicable", "note": note}
+    who = f"{mode} seed {seed}"
+    drawn = {
+        layout.analysis_filters(study.name): (filters_figure(conv, who), "first-layer filters"),
+        layout.analysis_feature_maps(study.name): (
+            feature_maps_figure(model, data, who),
+            "feature maps",
+        ),
+    }
+    entries = []
+    for png, ((fig, caption), alt) in drawn.items():
+        _save_png(fig, png)
+        entries.append({"file": png.name, "caption": caption, "alt": alt})
+    return {
+        "status": "done",
+        "mode": mode,
+        "seed": seed,
+        "model": str(path.relative_to(layout.results)),
+        "figures": entries,
+    }
+
+
+def _save_png(fig: Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=FIGURE_DPI)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,190 @@
+"""Percentile-bootstrap CIs of the test metrics, computed for all resamples at once.
+
+Each resample is a row of draw counts, so every metric of compute_metrics becomes a
+weighted sum over examples (a matrix product) instead of a Python loop per resample.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from medflow.stats.metrics import compute_metrics, predictions
+from medflow.stats.scores import check_scores, n_outputs, one_vs_rest
+
+log = logging.getLogger(__name__)
+
+# Bootstrap weight matrices are processed in chunks of at most this many cells (~16 MB each).
+_CHUNK_CELLS = 2_000_000
+
+
+def _weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """ROC AUC of one binary problem for each row of bootstrap counts ``weights`` (B, N).
+
+    Mann-Whitney U with ties counted one half, which equals sklearn's trapezoidal ROC AUC;
+    NaN where a resample lacks one of the two classes (undefined, not zero).
+    """
+    order = np.argsort(score, kind="stable")
+    sorted_score = score[order]
+    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])  # tie groups
+    w = weights[:, order]
+    is_pos = positive[order]
+    pos = np.add.reduceat(np.where(is_pos, w, 0.0), starts, axis=1)
+    neg = np.add.reduceat(np.where(is_pos, 0.0, w), starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    u = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    defined = (n_pos > 0) & (n_neg > 0)
+    return np.where(defined, u / np.where(defined, n_pos * n_neg, 1.0), np.nan)
+
+
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return num / np.where(den > 0, den, 1.0)
+
+
+def _single_label_metrics(
+    task: str, y: np.ndarray, scores: np.ndarray, w: np.ndarray
+) -> dict[str, np.ndarray]:
+    """compute_metrics for binary/multiclass on every resample at once, from class counts."""
+    n_classes = n_outputs(task, scores)
+    eye = np.eye(n_classes)
+    y_hot, p_hot = eye[y], eye[predictions(task, scores)]
+    true, pred, tp = w @ y_hot, w @ p_hot, w @ (y_hot * p_hot)
+    n = w.sum(axis=1)
+    present = true > 0  # sklearn's balanced accuracy averages recall over classes in y_true
+    union = (true + pred) > 0  # ... and macro F1 over classes in y_true or y_pred
+    truth, cols = one_vs_rest(task, y, scores)
+    columns = [1] if task == "binary" else range(n_classes)  # binary AUC: P(y=1) column only
+    aucs = np.column_stack([_weighted_auc(w, truth[:, k], cols[:, k]) for k in columns])
+    return {
+        "accuracy": tp.sum(axis=1) / n,
+        "balanced_accuracy": (_safe_ratio(tp, true) * present).sum(axis=1) / present.sum(axis=1),
+        "auc": aucs.mean(axis=1),  # OvR macro: NaN if any class is absent, as sklearn
+        "f1": (_safe_ratio(2 * tp, true + pred) * union).sum(axis=1) / union.sum(axis=1),
+    }
+
+
+def _multilabel_metrics(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    """compute_metrics for multilabel on every resample at once (per-label means, as MedMNIST)."""
+    truth = y.astype(np.float64)
+    pred = predictions("multilabel", scores).astype(np.float64)
+    n = w.sum(axis=1, keepdims=True)
+    tp, tn = w @ (truth * pred), w @ ((1 - truth) * (1 - pred))
+    pos, pred_pos = w @ truth, w @ pred
+    neg = n - pos
+    # balanced accuracy of one label averages TPR and TNR over the classes present
+    has_pos, has_neg = pos > 0, neg > 0
+    bal = (_safe_ratio(tp, pos) * has_pos + _safe_ratio(tn, neg) * has_neg) / (
+        has_pos.astype(np.float64) + has_neg
+    )
+    aucs = np.column_stack(
+        [_weighted_auc(w, y[:, j] == 1, scores[:, j]) for j in range(y.shape[1])]
+    )
+    n_defined = np.isfinite(aucs).sum(axis=1)
+    auc = np.where(n_defined > 0, np.nansum(aucs, axis=1) / np.maximum(n_defined, 1), np.nan)
+    return {
+        "accuracy": (tp + tn).sum(axis=1) / (n[:, 0] * y.shape[1]),
+        "balanced_accuracy": bal.mean(axis=1),
+        "auc": auc,
+        "f1": _safe_ratio(2 * tp, pos + pred_pos).mean(axis=1),  # zero_division=0
+    }
+
+
+def _regression_metrics(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    """mse and r2 (uniform over outputs, sklearn's force_finite rule) on every resample."""
+    y2, s2 = y.reshape(len(y), -1), scores.reshape(len(y), -1)
+    n = w.sum(axis=1, keepdims=True)
+    ss_res = w @ (y2 - s2) ** 2
+    centred = y2 - y2.mean(axis=0)  # centring first limits cancellation in ss_tot
+    sum_y, sum_y2 = w @ centred, w @ centred**2
+    ss_tot = sum_y2 - sum_y**2 / n
+    constant = ss_tot <= 1e-12 * np.maximum(sum_y2, 1e-300)
+    r2 = np.where(
+        constant, np.where(ss_res == 0, 1.0, 0.0), 1 - ss_res / np.where(constant, 1, ss_tot)
+    )
+    return {"mse": ss_res.sum(axis=1) / (n[:, 0] * y2.shape[1]), "r2": r2.mean(axis=1)}
+
+
+def resampled_metrics(
+    task: str, y: np.ndarray, scores: np.ndarray, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """compute_metrics for each row of ``weights`` (B, N): how often each example was drawn.
+
+    Vectorised equivalent of ``compute_metrics(task, y[idx], scores[idx])`` per resample,
+    except that multiclass AUC does not check that scores sum to 1 (bootstrap_metrics
+    reports a NaN CI wherever the full-set value is NaN).
+    """
+    y, scores = check_scores(task, y, scores)
+    w = np.asarray(weights, dtype=np.float64)
+    if task == "regression":
+        return _regression_metrics(y, scores, w)
+    if task == "multilabel":
+        return _multilabel_metrics(y, scores, w)
+    return _single_label_metrics(task, y, scores, w)
+
+
+def _bootstrap_weights(rng: np.random.Generator, n_rows: int, n_draws: int) -> np.ndarray:
+    """(n_draws, n_rows) counts: each row a resample of n_rows examples with replacement."""
+    idx = rng.integers(0, n_rows, size=(n_draws, n_rows))
+    flat = (idx + np.arange(n_draws)[:, None] * n_rows).ravel()
+    return np.bincount(flat, minlength=n_draws * n_rows).reshape(n_draws, n_rows).astype(float)
+
+
+def _draws(
+    task: str, y: np.ndarray, scores: np.ndarray, names: list[str], n_boot: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Each metric's value on ``n_boot`` resamples from ``default_rng(seed)``, in chunks."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, _CHUNK_CELLS // len(y)))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for start in range(0, n_boot, chunk):
+        weights = _bootstrap_weights(rng, len(y), min(chunk, n_boot - start))
+        for name, values in resampled_metrics(task, y, scores, weights).items():
+            parts[name].append(values)
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def bootstrap_metrics(
+    task: str,
+    y: ArrayLike,
+    scores: ArrayLike,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, dict[str, float]]:
+    """Point estimate and percentile-bootstrap CI for every metric of compute_metrics.
+
+    Rows are resampled with replacement, ``n_boot`` times, from ``default_rng(seed)``.
+    Resamples where a metric is undefined (AUC with a class missing) are skipped, not
+    counted as zero; ``n_skipped`` says how many. A metric whose full-set value is NaN
+    gets a NaN CI (``write_json_atomic`` refuses NaN: callers must handle it).
+    Returns metric -> {"value", "ci_low", "ci_high", "n_skipped"}.
+    """
+    if n_boot < 1 or not 0 < alpha < 1:
+        raise ValueError(f"need n_boot >= 1 and 0 < alpha < 1; got {n_boot}, {alpha}")
+    y_arr, s_arr = check_scores(task, y, scores)
+    point = compute_metrics(task, y_arr, s_arr)
+    draws = _draws(task, y_arr, s_arr, list(point), n_boot, seed)
+    out: dict[str, dict[str, float]] = {}
+    for name, value in point.items():
+        valid = draws[name][np.isfinite(draws[name])] if math.isfinite(value) else draws[name][:0]
+        skipped = n_boot - len(valid)
+        if skipped:
+            log.log(
+                logging.WARNING if skipped > 0.05 * n_boot else logging.INFO,
+                "%s undefined in %d of %d bootstrap resamples; skipped",
+                name,
+                skipped,
+                n_boot,
+            )
+        low, high = np.quantile(valid, [alpha / 2, 1 - alpha / 2]) if len(valid) else (np.nan,) * 2
+        out[name] = {
+            "value": float(value),
+            "ci_low": float(low),
+            "ci_high": float(high),
+            "n_skipped": skipped,
+        }
+    return out
