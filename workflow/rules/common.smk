@@ -26,8 +26,8 @@ STAGE_SECTIONS = {
 
 
 wildcard_constraints:
-    dataset="|".join(sorted(MEDFLOW.datasets)) or "^$",
-    study="|".join(sorted(MEDFLOW.studies)) or "^$",
+    dataset="|".join(map(re.escape, sorted(MEDFLOW.datasets))) or "^$",
+    study="|".join(map(re.escape, sorted(MEDFLOW.studies))) or "^$",
     activation="[a-z_]+",
     mode="finetune|linear_probe|scratch",
     worker=r"\d+",

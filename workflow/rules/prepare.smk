@@ -1,6 +1,8 @@
+# update(): Snakemake keeps the earlier preparation while the job runs and puts it back
+# if the job fails, so a config change that cannot be prepared loses nothing.
 rule prepare:
     output:
-        **prepared_files("{dataset}"),
+        **{name: update(path) for name, path in prepared_files("{dataset}").items()},
     log:
         str(LAYOUT.prepare_log("{dataset}")),
     resources:

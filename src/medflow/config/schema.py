@@ -98,6 +98,10 @@ def _describe(error: ValidationError) -> str:
         case "enum":
             choices = ", ".join(map(str, error.validator_value))
             return f"{where}: {instance!r} is not one of: {choices}"
+        case "pattern" if "description" in error.schema:
+            # Names: say what is allowed in words, not as a regular expression.
+            rule = " ".join(error.schema["description"].split())
+            return f"{where}: {instance!r} is not allowed: {rule}"
         case _:
             return f"{where}: {error.message}"
 

@@ -9,6 +9,20 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+# Metrics that live in [0, 1] (and their differences in [-1, 1]); mse/mae are >= 0.
+UNIT_METRICS = frozenset({"accuracy", "balanced_accuracy", "auc", "f1", "precision", "recall"})
+NON_NEGATIVE_METRICS = frozenset({"mse", "mae", "rmse", "loss"})
+
+
+def metric_bounds(name: str) -> tuple[float, float]:
+    """The range a metric can take, so that a t-interval is not reported outside it."""
+    base = name.removeprefix("test_").removeprefix("val_")
+    if base in UNIT_METRICS:
+        return 0.0, 1.0
+    if base in NON_NEGATIVE_METRICS:
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
 
 def _finite(values: Sequence[float]) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -22,12 +36,17 @@ def _t_interval(mean: float, se: float, dof: int, alpha: float) -> tuple[float, 
     return mean - half, mean + half
 
 
-def aggregate_over_seeds(values: Sequence[float], alpha: float = 0.05) -> dict[str, float]:
+def aggregate_over_seeds(
+    values: Sequence[float],
+    alpha: float = 0.05,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+) -> dict[str, float]:
     """Mean, sample SD and t-distribution CI of one metric over seeds.
 
     Non-finite values (failed metric) are dropped; ``n`` counts those used. With n=1 the
     SD is 0 and the CI is [value, value] so reports stay NaN-free: a single seed gives no
-    spread estimate, and ``n`` makes that visible. n=0 gives NaN statistics.
+    spread estimate, and ``n`` makes that visible. n=0 gives NaN statistics. The CI is
+    clipped to ``bounds`` (e.g. [0, 1] for accuracy: 2 seeds can reach below 0 otherwise).
     """
     arr = _finite(values)
     if len(arr) == 0:
@@ -35,6 +54,7 @@ def aggregate_over_seeds(values: Sequence[float], alpha: float = 0.05) -> dict[s
     mean = float(arr.mean())
     sd = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
     low, high = _t_interval(mean, sd / math.sqrt(len(arr)), len(arr) - 1, alpha)
+    low, high = max(low, bounds[0]), min(high, bounds[1])
     return {"mean": mean, "sd": sd, "ci_low": low, "ci_high": high, "n": len(arr)}
 
 
@@ -51,13 +71,17 @@ def _welch_interval(a: np.ndarray, b: np.ndarray, alpha: float) -> tuple[float, 
 
 
 def paired_difference(
-    a: Sequence[float], b: Sequence[float], alpha: float = 0.05
+    a: Sequence[float],
+    b: Sequence[float],
+    alpha: float = 0.05,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
 ) -> dict[str, float]:
     """Mean of a_i - b_i over matched seeds with a paired t CI (e.g. finetune - scratch).
 
     Pairs with a non-finite member are dropped. ``unpaired_*`` give the difference of
     means with a Welch CI for reference: pairing removes seed-to-seed variance shared by
-    both arms, so its CI is usually the narrower one.
+    both arms, so its CI is usually the narrower one. ``bounds`` are those of the metric
+    itself: the difference is clipped to [low - high, high - low].
     """
     a_arr = np.asarray(a, dtype=np.float64).reshape(-1)
     b_arr = np.asarray(b, dtype=np.float64).reshape(-1)
@@ -65,9 +89,12 @@ def paired_difference(
         raise ValueError(f"paired values need equal lengths; got {len(a_arr)} and {len(b_arr)}")
     keep = np.isfinite(a_arr) & np.isfinite(b_arr)
     a_arr, b_arr = a_arr[keep], b_arr[keep]
-    out: dict[str, float] = aggregate_over_seeds(a_arr - b_arr, alpha)
+    span = bounds[1] - bounds[0]
+    diff_bounds = (-span, span)
+    out: dict[str, float] = aggregate_over_seeds(a_arr - b_arr, alpha, diff_bounds)
     if len(a_arr):
         low, high = _welch_interval(a_arr, b_arr, alpha)
+        low, high = max(low, diff_bounds[0]), min(high, diff_bounds[1])
         unpaired = float(a_arr.mean() - b_arr.mean())
     else:
         low = high = unpaired = math.nan

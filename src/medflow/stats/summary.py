@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import precision_recall_fscore_support
 
-from medflow.stats.intervals import aggregate_over_seeds, paired_difference
+from medflow.stats.intervals import aggregate_over_seeds, metric_bounds, paired_difference
 from medflow.stats.metrics import predictions
 from medflow.stats.scores import binary_auc, check_scores, n_outputs, names_for, one_vs_rest
 
@@ -59,7 +59,9 @@ def summarize_modes(
     for mode, runs in per_seed.items():
         metric_names = sorted({m for metrics in runs.values() for m in metrics})
         out[mode] = {
-            m: aggregate_over_seeds([runs[s].get(m, math.nan) for s in sorted(runs)], alpha)
+            m: aggregate_over_seeds(
+                [runs[s].get(m, math.nan) for s in sorted(runs)], alpha, metric_bounds(m)
+            )
             for m in metric_names
         }
     if treated in per_seed and baseline in per_seed:
@@ -72,6 +74,7 @@ def summarize_modes(
                     [treated_runs[s].get(m, math.nan) for s in seeds],
                     [baseline_runs[s].get(m, math.nan) for s in seeds],
                     alpha,
+                    metric_bounds(m),
                 )
                 for m in shared
             }
