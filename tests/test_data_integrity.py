@@ -180,3 +180,16 @@ def test_a_split_with_a_single_class_is_refused_at_prepare(tmp_path, capsys):
     assert code == 2
     assert "the test split holds only class" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_value_range_from_the_config_windows_int16_images(tmp_path, capsys):
+    path = write_medmnist_npz(tmp_path / "breastmnist.npz", counts=(20, 6, 8))
+    with np.load(path) as npz:
+        wide = {f"{s}_images": npz[f"{s}_images"].astype(np.int16) * 10 for s in ("train",)}
+    rewrite_npz(path, **wide)
+    section = npz_section(tmp_path)
+    section["options"]["value_range"] = [0, 2550]
+    code, err = prepare(capsys, tmp_path / "out", section)
+    assert code == 0, err
+    train = PreparedDataset.open(tmp_path / "out").load("train")
+    np.testing.assert_array_equal(train.x[:, 0], np.round(wide["train_images"] / 10))

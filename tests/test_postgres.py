@@ -71,7 +71,8 @@ def test_parallel_sweep_on_postgres_and_a_tracking_server(servers, tmp_path, no_
     print(f"sweep with {WORKERS} workers on PostgreSQL + mlflow server: {elapsed:.1f}s")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
-    study = optuna.load_study(study_name="tiny", storage=pg.url("optuna"))
+    (name,) = [n for n in optuna.get_all_study_names(pg.url("optuna")) if n.startswith("tiny-")]
+    study = optuna.load_study(study_name=name, storage=pg.url("optuna"))
     finished = [t for t in study.trials if t.state in FINISHED_STATES]
     assert len(finished) == N_TRIALS
     assert not (tmp_path / "results/sweeps/tiny/optuna.journal").exists()

@@ -8,6 +8,7 @@ SearchSpace field. Light: no torch, no MLflow (the sweep's init and best jobs im
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from medflow.config.schema import properties, search_dimensions
 from medflow.config.section import Section
 from medflow.ml.monitor import direction
+from medflow.runtime.digest import config_hash
 
 if TYPE_CHECKING:
     import optuna
@@ -124,3 +126,16 @@ def sweep_config(study: StudyConfig) -> SweepConfig:
 
 def search_space(study: StudyConfig) -> SearchSpace:
     return SearchSpace.from_section(study.sweep["space"])
+
+
+def optuna_study_name(study: StudyConfig, target_hash: str) -> str:
+    """The Optuna study's name: the medflow study plus a digest of everything its trials
+    depend on (search space, budget, fixed model/optim/train settings, pretraining, the
+    target data's content hash). Change any of them and the sweep starts a new study in
+    the same journal instead of reusing trials run on other inputs."""
+    inputs = {
+        "target": target_hash,
+        "pretrain": dataclasses.asdict(study.pretrain) if study.pretrain else None,
+        **{key: getattr(study, key) for key in ("model", "optim", "train", "sweep")},
+    }
+    return f"{study.name}-{config_hash(inputs)[:12]}"

@@ -11,13 +11,12 @@ import optuna
 from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner
 from optuna.samplers import TPESampler
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from medflow.errors import MedflowError
+from medflow.hpo.journal import TornTailSafeJournal
 from medflow.hpo.space import SweepConfig
 from medflow.layout import Layout
-from medflow.runtime.lockfile import SignalSafeJournalLock
 
 # The study's user attribute naming its MLflow parent run.
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -28,9 +27,9 @@ _SQLITE_TIMEOUT_S = 60
 
 def _storage(cfg: SweepConfig, sweep_dir: Path) -> BaseStorage | str:
     if cfg.storage is None:
-        path = str(Layout.journal_file(sweep_dir).resolve())
-        # The journal's lock holds SIGTERM/Ctrl-C back while held (see SignalSafeJournalLock).
-        return JournalStorage(JournalFileBackend(path, lock_obj=SignalSafeJournalLock(path)))
+        # The journal's lock holds SIGTERM/Ctrl-C back while held (see SignalSafeJournalLock);
+        # a torn last record is cut before the next append (see medflow.hpo.journal).
+        return JournalStorage(TornTailSafeJournal(str(Layout.journal_file(sweep_dir).resolve())))
     if cfg.storage.startswith("sqlite"):
         # Concurrent workers: wait for SQLite's write lock instead of failing after 5 s.
         return RDBStorage(

@@ -61,7 +61,9 @@ def init_sweep(
         parent = study.user_attrs.get(PARENT_RUN_ATTR)
         if not parent:
             parent = tracker.start_run(
-                experiment, f"sweep {study_name}", {**tags, "optuna_study": study_name}
+                experiment,
+                f"sweep {tags.get('study', study_name)}",  # the medflow study, not the digest
+                {**tags, "optuna_study": study_name},
             )
             status = "FAILED"
             try:

@@ -21,7 +21,7 @@ from medflow.analysis.representation import feature_maps_figure, filters_figure,
 from medflow.config.types import StudyConfig
 from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
-from medflow.hpo.space import sweep_config
+from medflow.hpo.space import optuna_study_name, sweep_config
 from medflow.hpo.study import open_study
 from medflow.layout import Layout
 from medflow.ml.transfer import load_model_file
@@ -57,7 +57,10 @@ def importances(layout: Layout, study: StudyConfig) -> dict[str, Any]:
     if cfg.storage is None and not Layout.journal_file(folder).exists():
         return {"note": f"No Optuna journal in {folder}; importances need the study."}
     try:
-        optuna_study = open_study(cfg, folder, study.name, create=False)
+        name = optuna_study_name(
+            study, PreparedDataset.open(layout.prepared(study.target)).content_hash
+        )
+        optuna_study = open_study(cfg, folder, name, create=False)
     except MedflowError as exc:
         return {"note": f"Parameter importances not available: {exc}"}
     return fanova_importances(optuna_study)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from medflow.config.types import StudyConfig
 from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
-from medflow.hpo.space import search_space, suggest, sweep_config
+from medflow.hpo.space import optuna_study_name, search_space, suggest, sweep_config
 from medflow.hpo.trials import summarize
 from medflow.hpo.worker import init_sweep, run_worker
 from medflow.layout import Layout
@@ -43,7 +43,7 @@ def init(ctx: StageContext, study: StudyConfig) -> str:
     return init_sweep(
         sweep_config(study),
         ctx.layout.sweep(study.name),
-        study.name,
+        optuna_study_name(study, target.content_hash),
         ctx.open_tracker(),
         ctx.experiment(study.name),
         _tags(study, target.content_hash, "sweep"),
@@ -60,7 +60,7 @@ def worker(ctx: StageContext, study: StudyConfig, name: str) -> int:
     return run_worker(
         sweep_config(study),
         ctx.layout.sweep(study.name),
-        study.name,
+        optuna_study_name(study, target.content_hash),
         _objective(ctx, study, data, tracker),
         tracker,
         ctx.experiment(study.name),
@@ -73,7 +73,10 @@ def best(ctx: StageContext, study: StudyConfig) -> dict[str, Any]:
     """Write best_params.json and trials.csv; log both to the parent run, tag the best."""
     layout = ctx.layout
     folder = layout.sweep(study.name)
-    summary = summarize(sweep_config(study), folder, study.name, folder)
+    target = PreparedDataset.open(layout.prepared(study.target))
+    summary = summarize(
+        sweep_config(study), folder, optuna_study_name(study, target.content_hash), folder
+    )
     if "params" not in summary:
         raise MedflowError(f"{layout.sweep_best(study.name)} has no params")
     tracker = ctx.open_tracker()
