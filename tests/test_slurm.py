@@ -98,7 +98,7 @@ def test_tiny_dag_runs_through_slurm_profile_with_parallel_sweep_workers(tmp_pat
     # Every job went through sbatch: one SLURM job per Snakemake job, none run locally.
     submitted = SUBMITTED.findall(output)
     logs = {int(job): Path(log) for job, log, _ in submitted}
-    rules = {int(job): rule for job, _, rule in submitted}
+    rules = {int(job): rule_family(rule) for job, _, rule in submitted}
     assert Counter(rules.values()) == {
         "prepare": 2,
         "pretrain": 1,
@@ -126,6 +126,11 @@ def test_tiny_dag_runs_through_slurm_profile_with_parallel_sweep_workers(tmp_pat
     assert_tiny_dag_results(tmp_path, config, load_study(tmp_path), report=False)
 
 
+def rule_family(rule: str) -> str:
+    """refine's rules are generated per batch of seeds (refine_seeds_0_1): family refine."""
+    return "refine" if rule.startswith("refine_seeds_") else rule
+
+
 def test_slurm_profile_asks_one_gpu_per_training_job_when_gpus_are_offered(tmp_path):
     """The profile as shipped, dry-run with `--resources gpu=2`: the training rules get
     gpu=1 (sbatch --gpus=1), the other rules none; every job has a runtime and CPUs."""
@@ -133,9 +138,13 @@ def test_slurm_profile_asks_one_gpu_per_training_job_when_gpus_are_offered(tmp_p
     args = ("-n", "--profile", str(PROFILE), "--configfile", str(configfile))
     result = run_snakemake(*args, "--resources", "gpu=2", workdir=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", result.stdout, re.M)
+    found = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", result.stdout, re.M)
+    jobs = [(rule_family(rule), resources) for rule, resources in found]
     assert {rule for rule, _ in jobs} >= GPU_RULES | {"prepare", "evaluate"}
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"]
     for rule, resources in jobs:
+        if rule in profile:  # set-resources reach the generated refine rules too
+            assert f"runtime={profile[rule]['runtime']}," in resources, (rule, resources)
         gpu = re.search(r"\bgpu=(\d+)", resources)
         assert (int(gpu[1]) if gpu else 0) == (rule in GPU_RULES), rule
         assert "runtime=" in resources and "cpus_per_task=" in resources, rule

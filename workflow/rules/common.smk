@@ -127,6 +127,19 @@ def sweep_workers_done(wildcards):
     ]
 
 
+def refine_rule_name(seeds):
+    return f"refine_seeds_{seed_label(seeds).replace('-', '_')}"
+
+
+def inherit_profile_resources(family, rule_name):
+    """Resources a profile sets for a rule family (e.g. `refine`) also for one of the rules
+    generated for it, unless the profile names that rule itself."""
+    # Snakemake applies set-resources from this parsed mapping when it defines a rule.
+    overrides = workflow.resource_settings._parsed_overwrite_resources
+    if family in overrides and rule_name not in overrides:
+        overrides[rule_name] = overrides[family]
+
+
 def refine_batches():
     """Each batch of seeds some study refines in one job, with those studies' names."""
     batches = {}

@@ -1,10 +1,12 @@
 # One rule per batch of seeds (refine.seeds_per_job), so that each job declares every
-# seed's files; a study and mode pick the job through the wildcards.
+# seed's files; a study and mode pick the job through the wildcards. A profile's
+# set-resources for `refine` applies to each of them.
 for seeds, studies in refine_batches().items():
+    inherit_profile_resources("refine", refine_rule_name(seeds))
 
     rule:
         name:
-            f"refine_seeds_{seed_label(seeds).replace('-', '_')}"
+            refine_rule_name(seeds)
         input:
             best=str(LAYOUT.sweep_best("{study}")),
             target=target_meta,
