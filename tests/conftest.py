@@ -71,6 +71,29 @@ def write_clinical_csv(path: Path, n: int = 120, seed: int = 0) -> Path:
     return path
 
 
+def tiny_mlp_study_config(train: dict, sweep: dict, refine: dict) -> dict:
+    """A one-study config: 8 labelled digits per class, a small MLP, no pretraining."""
+    return {
+        "datasets": {
+            "digits": {
+                "source": "sklearn_digits",
+                "split": {"val_fraction": 0.2, "test_fraction": 0.3},
+                "train_per_class": 8,
+            }
+        },
+        "classics": {"enabled": False},
+        "studies": {
+            "tiny": {
+                "target": "digits",
+                "model": {"arch": "mlp", "hidden_sizes": [16]},
+                "train": train,
+                "sweep": sweep,
+                "refine": refine,
+            }
+        },
+    }
+
+
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed ``medflow`` console script as a user would."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -88,11 +88,12 @@ def write_config(tmp_path: Path, config: dict) -> Path:
     return path
 
 
+def journal_storage(journal: Path) -> optuna.storages.JournalStorage:
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+
+
 def load_study(tmp_path: Path) -> optuna.Study:
-    journal = tmp_path / "results/sweeps/tiny/optuna.journal"
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal))
-    )
+    storage = journal_storage(tmp_path / "results/sweeps/tiny/optuna.journal")
     # The Optuna study is named after the medflow study plus a digest of its inputs.
     (name,) = [n for n in optuna.get_all_study_names(storage) if n.startswith("tiny-")]
     return optuna.load_study(study_name=name, storage=storage)
@@ -184,7 +185,8 @@ def _wait_until_mid_trial(tmp_path: Path, timeout: float = 240) -> None:
     journal = tmp_path / "results/sweeps/tiny/optuna.journal"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if journal.exists():
+        names = optuna.get_all_study_names(journal_storage(journal)) if journal.exists() else []
+        if names:  # the journal file appears a moment before its study's first record
             states = [t.state for t in load_study(tmp_path).trials]
             running = states.count(optuna.trial.TrialState.RUNNING)
             if running and sum(s in FINISHED_STATES for s in states) >= 1:

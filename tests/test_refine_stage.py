@@ -17,27 +17,13 @@ from medflow.stages import evaluate, refine
 from medflow.stages.context import StageContext
 from medflow.stages.prepare import prepare_dataset
 from medflow.tracking.client import Tracker, find_runs
-from tests.conftest import run_cli, run_snakemake
+from tests.conftest import run_cli, run_snakemake, tiny_mlp_study_config
 
-CONFIG = {
-    "datasets": {
-        "digits": {
-            "source": "sklearn_digits",
-            "split": {"val_fraction": 0.2, "test_fraction": 0.3},
-            "train_per_class": 8,
-        }
-    },
-    "classics": {"enabled": False},
-    "studies": {
-        "tiny": {
-            "target": "digits",
-            "model": {"arch": "mlp", "hidden_sizes": [16]},
-            "train": {"epochs": 3, "batch_size": 32, "patience": 0},
-            "sweep": {"space": {"optimizers": ["adam"], "activations": ["relu"]}},
-            "refine": {"modes": ["scratch"], "seeds": [0, 1, 2], "seeds_per_job": 2},
-        }
-    },
-}
+CONFIG = tiny_mlp_study_config(
+    train={"epochs": 3, "batch_size": 32, "patience": 0},
+    sweep={"space": {"optimizers": ["adam"], "activations": ["relu"]}},
+    refine={"modes": ["scratch"], "seeds": [0, 1, 2], "seeds_per_job": 2},
+)
 
 
 def _setup(tmp_path: Path) -> tuple[MedflowConfig, Layout]:

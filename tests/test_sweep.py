@@ -24,12 +24,21 @@ from optuna.pruners import HyperbandPruner, MedianPruner, NopPruner
 from optuna.trial import TrialState
 
 from medflow.config.schema import properties, search_dimensions
+from medflow.data.format import PreparedDataset
 from medflow.errors import ConfigError, MedflowError
-from medflow.hpo.space import SAMPLERS, SearchSpace, SweepConfig, run_overrides, suggest
+from medflow.hpo.space import (
+    SAMPLERS,
+    SearchSpace,
+    SweepConfig,
+    optuna_study_name,
+    run_overrides,
+    suggest,
+)
 from medflow.hpo.study import PARENT_RUN_ATTR, open_study
 from medflow.hpo.trials import summarize
 from medflow.hpo.worker import init_sweep, run_worker
 from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
+from tests.conftest import tiny_mlp_study_config
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT_S = 120  # upper bound for any wait on child processes
@@ -566,36 +575,22 @@ def test_summarize_without_a_completed_trial_is_an_error(
 
 # --------------------------------------------------------------------------- the sweep stage
 
-STAGE_CONFIG = {
-    "datasets": {
-        "digits": {
-            "source": "sklearn_digits",
-            "split": {"val_fraction": 0.2, "test_fraction": 0.3},
-            "train_per_class": 8,
-        }
+STAGE_CONFIG = tiny_mlp_study_config(
+    train={"monitor": "val_accuracy"},
+    sweep={
+        "n_trials": 3,
+        "workers": 1,
+        "epochs": 2,
+        "pruner": "none",
+        "space": {
+            "optimizers": ["sgd", "adam"],
+            "activations": ["relu"],
+            "lr": [0.001, 0.1],
+            "batch_sizes": [16, 32],
+        },
     },
-    "classics": {"enabled": False},
-    "studies": {
-        "tiny": {
-            "target": "digits",
-            "model": {"arch": "mlp", "hidden_sizes": [16]},
-            "train": {"monitor": "val_accuracy"},
-            "sweep": {
-                "n_trials": 3,
-                "workers": 1,
-                "epochs": 2,
-                "pruner": "none",
-                "space": {
-                    "optimizers": ["sgd", "adam"],
-                    "activations": ["relu"],
-                    "lr": [0.001, 0.1],
-                    "batch_sizes": [16, 32],
-                },
-            },
-            "refine": {"modes": ["scratch"]},
-        }
-    },
-}
+    refine={"modes": ["scratch"]},
+)
 
 # init and best in a fresh interpreter: they must not pay for torch, scikit-learn, matplotlib.
 LIGHT_JOB = """
@@ -653,7 +648,9 @@ def test_sweep_stage_trials_train_through_tracked_training(tracker: Tracker, tmp
     assert layout.sweep_trials("tiny").exists()
     parent = layout.sweep_parent_run_id("tiny").read_text().strip()
     assert tracker.get_run(parent).data.tags["best_trial"] == str(best["number"])
-    optuna_study = open_study(sweep_cfg(n_trials=3), layout.sweep("tiny"), "tiny", create=False)
+    target_hash = PreparedDataset.open(layout.prepared("digits")).content_hash
+    name = optuna_study_name(study, target_hash)
+    optuna_study = open_study(sweep_cfg(n_trials=3), layout.sweep("tiny"), name, create=False)
     trials = {t.number: t for t in optuna_study.trials}
     experiment = cfg.tracking.experiment("tiny")
     runs = child_runs_in(tracker, experiment, parent)
