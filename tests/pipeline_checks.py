@@ -69,4 +69,7 @@ def assert_tiny_dag_results(
     predictions = sorted(p.name for p in (evaluated / "predictions").glob("*.csv"))
     assert predictions == sorted(f"{m}_seed{s}.csv" for m in modes for s in seeds)
     if report:
+        # analyze found the sweep's Optuna study (named after the sweep's inputs)
+        importances = json.loads((evaluated / "analysis/importances.json").read_text())
+        assert "no Optuna study" not in importances.get("note", ""), importances
         assert_report_complete(workdir / "results/report/index.html", ["tiny"], classics=False)

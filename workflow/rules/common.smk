@@ -21,7 +21,8 @@ STAGE_SECTIONS = {
     "sweep": ("target", "pretrain", "model", "optim", "train", "sweep"),
     "refine": ("target", "pretrain", "model", "optim", "train", "refine"),
     "evaluate": ("target", "pretrain", "train", "refine", "evaluate"),
-    "analyze": ("target", "model", "train", "sweep", "refine"),
+    # analyze opens the sweep's Optuna study, named after the sweep's sections: pass them all.
+    "analyze": ("target", "pretrain", "model", "optim", "train", "sweep", "refine"),
 }
 
 
