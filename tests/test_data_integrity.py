@@ -193,3 +193,28 @@ def test_value_range_from_the_config_windows_int16_images(tmp_path, capsys):
     assert code == 0, err
     train = PreparedDataset.open(tmp_path / "out").load("train")
     np.testing.assert_array_equal(train.x[:, 0], np.round(wide["train_images"] / 10))
+
+
+def test_damaged_checkpoint_and_model_files_are_named_with_the_fix(tmp_path):
+    from medflow.ml.loop import train
+    from medflow.ml.transfer import load_model_file, save_model_file
+    from tests.test_train import blobs_data, run_config
+
+    data, cfg = blobs_data(), run_config(epochs=2)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    ckpt.parent.mkdir()
+    result = train(cfg, data, checkpoint=ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:200])  # truncated
+    with pytest.raises(DataError, match=r"checkpoint.pt is damaged .*delete it to train"):
+        train(cfg, data, checkpoint=ckpt)
+
+    model_file = tmp_path / "pretrain" / "relu" / "model.pt"
+    model_file.parent.mkdir(parents=True)
+    save_model_file(model_file, result.model, cfg.model, data.input_shape)
+    assert load_model_file(model_file)[0] is not None  # a good file loads
+    model_file.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(DataError) as err:
+        load_model_file(model_file)
+    message = str(err.value)
+    assert str(model_file) in message and f"delete {model_file.parent}" in message
+    assert "weights_only" not in message and "\n" not in message

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from medflow.ml.torch_files import load_weights_file
+
 log = logging.getLogger(__name__)
 
 
@@ -74,7 +76,7 @@ def resume(
 ) -> TrainState:
     """Load the checkpoint at ``path`` into the objects given; a fresh state if its config
     ``digest`` differs (a checkpoint of another run)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_weights_file(path, "delete it to train this run from its first epoch")
     if payload.get("config_digest") != digest:
         log.warning("checkpoint %s belongs to another config; starting afresh", path)
         return TrainState()

@@ -16,6 +16,7 @@ import torch
 
 from medflow.errors import MedflowError
 from medflow.ml.models import Classifier, ModelConfig, build_model, freeze_backbone, replace_head
+from medflow.ml.torch_files import load_weights_file
 from medflow.runtime.io import atomic_write_bytes
 
 Mode = Literal["finetune", "linear_probe", "scratch"]
@@ -40,7 +41,9 @@ def save_model_file(
 def load_model_file(path: Path) -> tuple[Classifier, dict[str, Any]]:
     """Rebuild the model saved at ``path``; returns it (eval mode) and the payload."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_weights_file(
+            path, f"delete {Path(path).parent} and run the job that wrote it again"
+        )
     except FileNotFoundError:
         raise MedflowError(f"model file not found: {path}") from None
     cfg = ModelConfig.from_section(payload["model_config"])
