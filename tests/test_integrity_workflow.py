@@ -146,3 +146,46 @@ def test_an_append_after_a_torn_record_keeps_the_journal_readable(tmp_path, safe
     kept = optuna.load_study(study_name="a", storage=storage()).trials
     assert [t.state.is_finished() for t in kept[:2]] == [True, True]
     assert optuna.get_all_study_names(storage()) == ["a", "b"]
+
+
+def test_runs_a_killed_job_left_running_are_ended_killed_when_it_runs_again(tracker, tmp_path):
+    import dataclasses
+    import subprocess
+    import sys
+
+    from medflow.runtime.liveness import ProcessIdentity
+    from medflow.tracking.client import find_runs
+    from medflow.tracking.orphans import owner_tags
+    from medflow.tracking.training import tracked_training
+    from tests.test_train import blobs_data, run_config
+
+    checkpoint = tmp_path / "refine" / "checkpoint.pt"
+    checkpoint.parent.mkdir()
+    key = str(checkpoint.resolve())
+    me = ProcessIdentity.current()
+    # A process that has exited: what SIGKILL leaves behind.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=60)
+    killed = tracker.start_run(
+        "e", "killed attempt", owner_tags(key, dataclasses.replace(me, pid=dead.pid, started=""))
+    )
+    alive = tracker.start_run("e", "live attempt", owner_tags(key, me))  # this very process
+    other = tracker.start_run("e", "other run", owner_tags(key + ".other", me))
+
+    tracked_training(
+        run_config(epochs=2),
+        blobs_data(),
+        tracker,
+        experiment="e",
+        run_name="rerun",
+        tags={},
+        checkpoint=checkpoint,
+        log_model=False,
+    )
+    status = {r.info.run_id: r.info.status for r in find_runs(tracker, "e")}
+    assert status[killed] == "KILLED"
+    assert status[alive] == status[other] == "RUNNING"
+    killed_run = tracker.get_run(killed)
+    assert "died (killed)" in killed_run.data.tags["failure_reason"]
+    (rerun,) = [r for r in find_runs(tracker, "e") if r.info.run_name == "rerun"]
+    assert rerun.info.status == "FINISHED"

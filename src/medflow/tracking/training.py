@@ -11,9 +11,11 @@ from medflow.layout import Layout
 from medflow.ml.loop import EpochTracker, Result, RunConfig, TrainData, train
 from medflow.ml.models import Classifier
 from medflow.plots.training import learning_curve_figure
+from medflow.runtime.liveness import ProcessIdentity
 from medflow.runtime.progress import EpochProgress
 from medflow.tracking.client import Tracker
 from medflow.tracking.models import log_torch_model
+from medflow.tracking.orphans import end_runs_of_dead_processes, owner_tags
 from medflow.tracking.runs import mark_run_failed, tracked_run
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,13 @@ def tracked_training(
     log_model: bool = True,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[Result, str]:
-    """Train inside an MLflow run that always ends FINISHED, FAILED or KILLED."""
+    """Train inside an MLflow run that always ends FINISHED, FAILED or KILLED; with a
+    ``checkpoint``, runs a killed earlier attempt left RUNNING are ended KILLED first."""
+    if checkpoint is not None:
+        me = ProcessIdentity.current()
+        key = str(Path(checkpoint).resolve())
+        end_runs_of_dead_processes(tracker, experiment, key, me)
+        tags = {**tags, **owner_tags(key, me)}
     with tracked_run(tracker, experiment, run_name, tags, parent_run_id) as run_id:
         result = train_in_run(
             run,
