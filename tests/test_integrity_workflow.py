@@ -189,3 +189,26 @@ def test_runs_a_killed_job_left_running_are_ended_killed_when_it_runs_again(trac
     assert "died (killed)" in killed_run.data.tags["failure_reason"]
     (rerun,) = [r for r in find_runs(tracker, "e") if r.info.run_name == "rerun"]
     assert rerun.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"studies": {"s": {"target": "d", "train": {"device": "tpu:7"}}}}, "train.device"),
+        ({"tracking": {"uri": "ftp://host/store"}}, "tracking.uri"),
+    ],
+    ids=["device", "tracking-scheme"],
+)
+def test_values_no_job_could_use_fail_at_validation_naming_the_key(tmp_path, section, expected):
+    config = {"datasets": {"d": {"source": "sklearn_digits"}}, "classics": {"enabled": False}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**config, **section}))
+    result = run_cli("validate", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{expected}: " in result.stderr and "is not allowed" in result.stderr
+    ok = {
+        "studies": {"s": {"target": "d", "train": {"device": "cuda:1"}}},
+        "tracking": {"uri": "postgresql+psycopg2://user@host/db"},
+    }
+    path.write_text(yaml.safe_dump({**config, "tracking": ok["tracking"]}))
+    assert run_cli("validate", "--config", str(path), cwd=tmp_path).returncode == 0
