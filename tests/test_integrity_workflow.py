@@ -206,9 +206,11 @@ def test_values_no_job_could_use_fail_at_validation_naming_the_key(tmp_path, sec
     result = run_cli("validate", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert f"{expected}: " in result.stderr and "is not allowed" in result.stderr
+    # A known device and a server URI with a driver pass.
     ok = {
-        "studies": {"s": {"target": "d", "train": {"device": "cuda:1"}}},
+        "studies": {"s": {"target": "d", "pretrain": None, "train": {"device": "cuda:1"}}},
         "tracking": {"uri": "postgresql+psycopg2://user@host/db"},
     }
-    path.write_text(yaml.safe_dump({**config, "tracking": ok["tracking"]}))
+    ok["studies"]["s"]["refine"] = {"modes": ["scratch"]}
+    path.write_text(yaml.safe_dump({**config, **ok}))
     assert run_cli("validate", "--config", str(path), cwd=tmp_path).returncode == 0
