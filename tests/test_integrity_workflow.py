@@ -15,7 +15,7 @@ from medflow.hpo.journal import TornTailSafeJournal
 from medflow.stats.intervals import aggregate_over_seeds
 from medflow.stats.summary import summarize_modes
 from tests.conftest import run_cli, run_snakemake
-from tests.test_pipeline import sweep_only_config
+from tests.test_pipeline import journal_storage, sweep_only_config
 
 
 @pytest.mark.parametrize(
@@ -91,8 +91,7 @@ def _sweep(tmp_path: Path, config: dict) -> dict:
 
 
 def _studies(tmp_path: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    journal = str(tmp_path / "results/sweeps/tiny/optuna.journal")
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
+    storage = journal_storage(tmp_path / "results/sweeps/tiny/optuna.journal")
     return {
         name: optuna.load_study(study_name=name, storage=storage).trials
         for name in optuna.get_all_study_names(storage)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from medflow.config.schema import search_dimensions
 from medflow.config.section import Section
 from medflow.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -220,15 +222,15 @@ class MedflowConfig:
                     )
 
     def study(self, name: str) -> StudyConfig:
-        try:
-            return self.studies[name]
-        except KeyError:
-            known = ", ".join(sorted(self.studies)) or "none"
-            raise ConfigError(f"no study named '{name}' in the config; known: {known}") from None
+        return _named("study", self.studies, name)
 
     def dataset(self, name: str) -> DatasetConfig:
-        try:
-            return self.datasets[name]
-        except KeyError:
-            known = ", ".join(sorted(self.datasets)) or "none"
-            raise ConfigError(f"no dataset named '{name}' in the config; known: {known}") from None
+        return _named("dataset", self.datasets, name)
+
+
+def _named(kind: str, entries: Mapping[str, T], name: str) -> T:
+    try:
+        return entries[name]
+    except KeyError:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ConfigError(f"no {kind} named '{name}' in the config; known: {known}") from None

@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import torch
 
 from medflow.config.types import StudyConfig
@@ -118,7 +117,6 @@ def _draw_figures(
     for path, figure in figures.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(figure)
     return list(figures)
 
 
