@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CORES ?= all
+# `make run CONFIG=my.yaml` runs the studies of my.yaml instead of the demo's.
+CONFIG ?=
 # Test processes: most tests wait on subprocesses, so 2 on 2 cores cut the suite by 28%.
 TEST_WORKERS ?= 2
 
@@ -17,7 +19,8 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 run: $(INSTALLED)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) \
+		$(if $(CONFIG),--configfile $(CONFIG))
 
 # Debian packages for the browser, SLURM and PostgreSQL tests (root + apt-get only;
 # elsewhere those tests skip and say why).

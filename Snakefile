@@ -5,8 +5,8 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-
-configfile: "config/config.yaml"
+# No configfile directive: common.smk reads config/config.yaml (the demo) only when no
+# --configfile is given, so a study's own config replaces the demo instead of merging with it.
 
 
 include: "workflow/rules/common.smk"

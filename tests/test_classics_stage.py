@@ -25,7 +25,9 @@ GATES = {
 
 def test_classics_rule_writes_the_lecture_values_and_logs_runs(tmp_path, monkeypatch):
     config = tmp_path / "classics.yaml"
-    config.write_text(yaml.safe_dump({"datasets": GATES, "classics": {"long_iterations": 2000}}))
+    config.write_text(
+        yaml.safe_dump({"datasets": GATES, "classics": {"enabled": True, "long_iterations": 2000}})
+    )
     result = run_snakemake(
         "results/classics/perceptron.json",
         "--cores",

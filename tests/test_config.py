@@ -151,11 +151,11 @@ def test_unknown_dataset_name_lists_known_ones():
 
 def test_classics_must_point_at_matching_gate_datasets(tmp_path):
     text = "datasets:\n  gate_or: {source: gates}\n  gate_and: {source: gates}\n"
-    path = _write(tmp_path, text)
+    path = _write(tmp_path, text + "classics: {enabled: true}\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert str(err.value).startswith(f"{path}: classics.datasets.AND: 'gate_and' must name")
-    path.write_text(text + "classics: {enabled: false}\n")
+    path.write_text(text)  # off unless a config asks for it (the demo does)
     assert load_config(path).classics.enabled is False
 
 

@@ -5,13 +5,21 @@ import shlex
 import sys
 from pathlib import Path
 
+from medflow.config.load import workflow_config
 from medflow.config.schema import validate_config
 from medflow.config.types import MedflowConfig
 from medflow.layout import Layout, seed_label
 
+# The demo config/config.yaml applies only when no --configfile is given (--config on top).
+DEMO_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
+CONFIGFILES = list(map(str, workflow.overwrite_configfiles))
+CONFIG_SOURCE = ", ".join(CONFIGFILES) or str(DEMO_CONFIG)
+_raw = workflow_config(
+    dict(config), dict(workflow.config_settings.config), CONFIGFILES, DEMO_CONFIG
+)
+config.clear()
 # Fail before any job runs, naming the file and the key; defaults are filled in.
-CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
-config.update(validate_config(config, source=CONFIG_SOURCE))
+config.update(validate_config(_raw, source=CONFIG_SOURCE))
 MEDFLOW = MedflowConfig.from_validated(config, source=CONFIG_SOURCE)
 RESULTS = "results"
 LAYOUT = Layout(Path(RESULTS))
