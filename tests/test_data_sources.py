@@ -205,7 +205,9 @@ def test_medmnist_npz_keeps_official_splits(tmp_path, flag, channels, n_classes,
 
 def test_medmnist_download_is_opt_in_and_md5_verified(tmp_path, monkeypatch):
     """A local file:// mirror exercises the real download and checksum code, offline."""
-    from medmnist.info import INFO
+    from medflow.data.medmnist_info import medmnist_info
+
+    INFO = medmnist_info()
 
     mirror = write_medmnist_npz(tmp_path / "mirror" / "breastmnist.npz")
     options = {"root": str(tmp_path / "mm"), "flag": "breastmnist", "url": mirror.as_uri()}

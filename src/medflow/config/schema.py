@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -121,7 +122,22 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> dict[st
         first = best_match(errors)
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(f"{source}: {_describe(first)}{more}")
+    _refuse_non_finite(instance, source, ())
     return instance
+
+
+def _refuse_non_finite(value: Any, source: str, path: tuple[str | int, ...]) -> None:
+    """YAML's .inf and .nan are numbers to JSON schema and pass every minimum/maximum
+    (nan compares false): no medflow setting means them, so refuse them here, by key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path)
+        raise ConfigError(f"{source}: {where.replace('.[', '[')}: {value} is not a finite number")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_non_finite(item, source, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, source, (*path, index))
 
 
 def _definition(definition: str) -> dict[str, Any]:

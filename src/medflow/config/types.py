@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from medflow.config.compat import check_study_inputs
 from medflow.config.schema import search_dimensions
 from medflow.config.section import Section
 from medflow.errors import ConfigError
@@ -110,6 +111,7 @@ class StudyConfig:
     seeds: tuple[int, ...]
     bootstrap: int
     seeds_per_job: int | None
+    evaluate: dict[str, Any]  # the evaluate section (operating_point, calibration, ece_bins)
 
     @classmethod
     def from_validated(cls, name: str, section: Mapping[str, Any]) -> StudyConfig:
@@ -126,6 +128,7 @@ class StudyConfig:
             seeds=tuple(section["refine"]["seeds"]),
             bootstrap=section["evaluate"]["bootstrap"],
             seeds_per_job=section["refine"]["seeds_per_job"],
+            evaluate=dict(section["evaluate"]),
         )
 
     @property
@@ -165,6 +168,7 @@ class StudyConfig:
                 f"{where}.model.weights: {weights!r} needs a torchvision arch, not {arch!r}"
             )
         self._check_sweep(where)
+        check_study_inputs(where, self, datasets)
 
     def _check_sweep(self, where: str) -> None:
         """What the schema cannot say about the sweep: ranges run low to high, and storage."""

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from medflow.errors import MedflowError
+
 
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
@@ -25,13 +27,32 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
+    """``train.device`` as a torch device. An explicit CUDA device is checked here, in the
+    first job that trains: on a cluster the host that validates the config has no GPU."""
     if requested != "auto":
-        return torch.device(requested)
+        device = torch.device(requested)
+        if device.type == "cuda":
+            _check_cuda(requested, device)
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _check_cuda(requested: str, device: torch.device) -> None:
+    if not torch.cuda.is_available():
+        raise MedflowError(
+            f"train.device: {requested!r}, but this machine has no usable CUDA GPU "
+            "(torch.cuda.is_available() is false); use device: auto or cpu"
+        )
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise MedflowError(
+            f"train.device: {requested!r}, but this machine has {count} CUDA GPU(s) "
+            f"(cuda:0 to cuda:{count - 1})"
+        )
 
 
 def use_channels_last(

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from medmnist.info import INFO
 from tqdm import tqdm
 
 from medflow.data.base import SPLITS, SourceData, Split, Task
 from medflow.data.labels import class_ids
+from medflow.data.medmnist_info import medmnist_info
 from medflow.data.pixels import to_uint8
 from medflow.errors import DataError
 
@@ -51,7 +51,7 @@ def file_name(flag: str, size: int) -> str:
 
 def _url_and_md5(opts: MedmnistOptions) -> tuple[str, str]:
     suffix = "" if opts.size == 28 else f"_{opts.size}"
-    info = INFO[opts.flag]
+    info = medmnist_info()[opts.flag]
     return opts.url or info[f"url{suffix}"], info[f"MD5{suffix}"]
 
 
@@ -146,7 +146,7 @@ def load(options: dict[str, Any], seed: int) -> SourceData:
             )
         _fetch(opts, path)
     arrays = _read_npz(path)
-    info = INFO[opts.flag]
+    info = medmnist_info()[opts.flag]
     task = TASKS[info["task"]]
     names = [info["label"][str(i)] for i in range(len(info["label"]))]
     splits = {
