@@ -4,6 +4,7 @@ torn journals, bounded CIs."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -122,6 +123,18 @@ def test_a_changed_space_or_target_starts_a_new_study_and_a_torn_journal_is_repa
     assert len(studies) == 3
     assert [t.state.is_finished() for t in studies[0]] == [True, True]
     assert [t.state.is_finished() for t in studies[2]] == [True, True]
+
+    # The tracking store deleted: every recorded run id would point at nothing, while the
+    # outputs look complete to Snakemake; it must refuse to start, naming both files.
+    (tmp_path / "results/mlflow.db").unlink()
+    path = tmp_path / "sweep.yaml"
+    refused = run_snakemake("--configfile", str(path), "--cores", "2", workdir=tmp_path)
+    assert refused.returncode != 0
+    assert re.search(
+        r"the tracking store \S*results/mlflow\.db is missing, but \S*results/\S+run_id\.txt "
+        r"holds the id of a run recorded in it",
+        refused.stdout + refused.stderr,
+    )
 
 
 @pytest.mark.parametrize("safe", [True, False], ids=["medflow-journal", "plain-optuna"])

@@ -469,3 +469,16 @@ def test_store_init_lock_makes_openers_wait_for_a_migration(tmp_path: Path) -> N
         assert not opened.wait(timeout=0.5)
     assert opened.wait(timeout=WAIT_S)
     opener.join(timeout=WAIT_S)
+
+
+def test_a_run_id_the_store_does_not_hold_is_one_line_naming_the_store(tracker):
+    from medflow.errors import MedflowError
+
+    missing = "ab" * 16
+    with pytest.raises(MedflowError) as err:
+        tracker.get_run(missing)
+    message = str(err.value)
+    assert message.startswith(f"MLflow run {missing} is not in the tracking store sqlite:///")
+    assert "\n" not in message
+    run_id = tracker.start_run("exp", "run", {})
+    assert tracker.get_run(run_id).info.run_id == run_id  # present runs are unaffected

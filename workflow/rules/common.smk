@@ -9,6 +9,7 @@ from medflow.config.load import workflow_config
 from medflow.config.schema import validate_config
 from medflow.config.types import MedflowConfig
 from medflow.layout import Layout, seed_label
+from medflow.tracking.uri import check_store_present
 
 # The demo config/config.yaml applies only when no --configfile is given (--config on top).
 DEMO_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
@@ -23,6 +24,7 @@ config.update(validate_config(_raw, source=CONFIG_SOURCE))
 MEDFLOW = MedflowConfig.from_validated(config, source=CONFIG_SOURCE)
 RESULTS = "results"
 LAYOUT = Layout(Path(RESULTS))
+check_store_present(MEDFLOW.tracking.uri, Path(RESULTS))
 # The sections of a study each stage reads: a change elsewhere does not re-run it.
 STAGE_SECTIONS = {
     "pretrain": ("target", "pretrain", "model", "train"),

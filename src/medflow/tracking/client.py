@@ -31,6 +31,7 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
+from medflow.errors import MedflowError
 from medflow.runtime.interrupts import signals_deferred
 from medflow.tracking.params import chunks, flatten, stringify
 from medflow.tracking.retry import retry_locked, store_init_lock
@@ -44,6 +45,7 @@ RUN_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
 _SEARCH_PAGE_SIZE = 1000
+_MISSING_RUN = re.compile(r"Run (?:with id=|')([0-9a-f]{32})")
 
 
 def _slug(name: str) -> str:
@@ -97,7 +99,17 @@ class Tracker:
             with signals_deferred():
                 return method(*args, **kwargs)
 
-        return retry_locked(attempt)
+        try:
+            return retry_locked(attempt)
+        except MlflowException as exc:
+            missing = _MISSING_RUN.search(str(exc))
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST" and missing:
+                raise MedflowError(
+                    f"MLflow run {missing.group(1)} is not in the tracking store "
+                    f"{self.tracking_uri}: the store was deleted or replaced after the run was "
+                    "recorded; restore it, or delete the results of the jobs that recorded it"
+                ) from None
+            raise
 
     # ---- experiments and runs
 

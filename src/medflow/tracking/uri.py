@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+from medflow.errors import ConfigError
 from medflow.layout import Layout
 
 
@@ -44,3 +45,27 @@ def sqlite_path(tracking_uri: str) -> Path | None:
         return None
     path = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
     return None if path in {"", ":memory:"} else Path(path)
+
+
+def check_store_present(configured: str | None, results_dir: Path) -> None:
+    """Refuse to start when the SQLite store that recorded the runs of ``results_dir`` is
+    gone: the finished jobs' outputs would look complete to Snakemake while every run id
+    they hold points at nothing (evaluate would fail with "Run with id=... not found")."""
+    db = sqlite_path(resolve_tracking_uri(configured, results_dir))
+    if db is None or db.exists():
+        return
+    recorded = _first_run_id_file(Path(results_dir))
+    if recorded is not None:
+        raise ConfigError(
+            f"the tracking store {db} is missing, but {recorded} holds the id of a run "
+            f"recorded in it; restore {db.name}, or delete {results_dir} to run everything again"
+        )
+
+
+def _first_run_id_file(results_dir: Path) -> Path | None:
+    names = {Layout.run_id_file(Path()).name, Layout.parent_run_id_file(Path()).name}
+    for folder, _, files in os.walk(results_dir):
+        for name in files:
+            if name in names:
+                return Path(folder) / name
+    return None
