@@ -17,7 +17,14 @@ from pathlib import Path
 
 from bench.common import OUT_DIR, Options, format_table, pin_threads, write_json
 
-MODULES = ("data_path", "logging_cost", "workflow_overhead", "sweep_efficiency", "gpu")
+MODULES = (
+    "data_path",
+    "logging_cost",
+    "workflow_overhead",
+    "sweep_efficiency",
+    "sweep_modes",
+    "gpu",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Options, tuple[str, ...]]:

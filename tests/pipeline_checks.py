@@ -64,8 +64,16 @@ def assert_tiny_dag_results(
     assert set(best["params"]) >= {"optimizer", "activation", "lr", "freeze"}
     trials_csv = pd.read_csv(workdir / "results/sweeps/tiny/trials.csv")
     assert trials_csv["state"].isin(FINISHED).sum() == n_trials
-    for name in ("confusion.png", "roc.png"):
+    _assert_clinical_metrics(metrics, modes, len(seeds))
+    for name in ("confusion.png", "roc.png", "reliability.png"):
         assert (evaluated / name).stat().st_size > 1000
+    card = (evaluated / "model_card.md").read_text()
+    for part in ("## Data source and splits", "## Known limitations", "class_weight = none"):
+        assert part in card, part
+    (evaluate_run,) = by_stage["evaluate"]
+    assert f"{modes[0]}.test_ece_ci_high" in evaluate_run.data.metrics
+    if gain:
+        assert "finetune_vs_scratch.delong_p" in evaluate_run.data.metrics
     predictions = sorted(p.name for p in (evaluated / "predictions").glob("*.csv"))
     assert predictions == sorted(f"{m}_seed{s}.csv" for m in modes for s in seeds)
     if report:
@@ -73,3 +81,30 @@ def assert_tiny_dag_results(
         importances = json.loads((evaluated / "analysis/importances.json").read_text())
         assert "no Optuna study" not in importances.get("note", ""), importances
         assert_report_complete(workdir / "results/report/index.html", ["tiny"], classics=False)
+
+
+def _assert_clinical_metrics(metrics: dict, modes: list[str], n_seeds: int) -> None:
+    """Intervals over test examples and seeds, operating point, calibration, comparisons."""
+    assert "hierarchical" in metrics["interval_method"]["method"]
+    for mode in modes:
+        summary = metrics["summary"][mode]
+        for name in ("accuracy", "auc", "brier", "ece"):
+            stats = summary[name]
+            assert stats["ci_low"] <= stats["mean"] <= stats["ci_high"], (mode, name, stats)
+        # the interval carries test-set sampling: never narrower than the seeds-only one
+        acc = summary["accuracy"]
+        assert acc["ci_high"] - acc["ci_low"] > 0
+        op = summary["operating_point"]
+        assert op["chosen_on"] == "validation" and op["per_class"]
+        assert {"sensitivity", "specificity", "ppv", "npv"} <= set(op["per_class"][0])
+        assert len(op["thresholds_by_seed"]) == n_seeds
+    pairs = [("finetune", "scratch"), ("finetune", "linear_probe")]
+    expected = {f"{a}_vs_{b}" for a, b in pairs if {a, b} <= set(modes)}
+    comparisons = metrics["comparisons"]
+    assert set(comparisons) == expected
+    if "finetune_vs_scratch" in expected:
+        gain = metrics["summary"]["transfer_gain"]["auc"]
+        assert gain["ci_low"] <= gain["mean"] <= gain["ci_high"]
+    for entry in comparisons.values():
+        assert len(entry["delong"]["per_seed"]) == n_seeds
+        assert 0 <= entry["delong"]["p_value"] <= 1

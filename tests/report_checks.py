@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-STUDY_SECTIONS = ("study", "dataset", "sweep", "results", "figures", "baselines", "representation")
+STUDY_SECTIONS = (
+    "study",
+    "dataset",
+    "sweep",
+    "results",
+    "figures",
+    "clinical",
+    "baselines",
+    "representation",
+)
 VOID_TAGS = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 )

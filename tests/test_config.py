@@ -57,6 +57,8 @@ def _all_property_schemas(node, path="$"):
         for name, sub in node.get("properties", {}).items():
             yield f"{path}.{name}", name, sub, node.get("required", [])
         for key, value in node.items():
+            if key in ("if", "then", "else", "not"):
+                continue  # conditions constrain keys described in "properties"
             yield from _all_property_schemas(value, f"{path}.{key}")
     elif isinstance(node, list):
         for i, value in enumerate(node):
@@ -241,7 +243,7 @@ def test_former_dataclass_defaults_now_come_from_the_schema() -> None:
 
 def _study_config(tmp_path: Path, study: str) -> Path:
     text = (
-        "datasets:\n  d: {source: gates}\nclassics: {enabled: false}\n"
+        "datasets:\n  d: {source: sklearn_digits}\nclassics: {enabled: false}\n"
         f"studies:\n  s:\n    target: d\n    refine: {{modes: [scratch]}}\n{study}"
     )
     return _write(tmp_path, text)

@@ -3,6 +3,7 @@ figures (medflow.plots) and prediction CSVs."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -10,8 +11,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from medflow.plots.classification import confusion_figure, roc_figure
+from medflow.plots.classification import confusion_figure, reliability_figure, roc_figure
 from medflow.stats.bootstrap import bootstrap_metrics, resampled_metrics
 from medflow.stats.intervals import aggregate_over_seeds, paired_difference
 from medflow.stats.metrics import compute_metrics
@@ -278,6 +280,28 @@ def test_multilabel_confusion_has_one_matrix_per_label(tmp_path) -> None:
     fig.savefig(tmp_path / "confusion_ml.png")
 
 
+def test_binary_confusion_uses_the_operating_point() -> None:
+    y = np.array([0, 0, 1, 1])
+    scores = np.array([0.1, 0.35, 0.3, 0.9])
+    counts = lambda fig: [t.get_text().split("\n")[0] for t in fig.axes[0].texts]  # noqa: E731
+    assert counts(confusion_figure("binary", y, scores)) == ["2", "0", "1", "1"]
+    at_point = confusion_figure("binary", y, scores, thresholds=[0.3])
+    assert counts(at_point) == ["1", "1", "0", "2"]
+    assert "operating point 0.3" in at_point.axes[0].get_title()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_reliability_figure_draws_before_and_after(tmp_path, task) -> None:
+    y, scores = DATA[task](300)
+    fig = reliability_figure(task, y, scores, 10, calibrated=scores)
+    top = fig.axes[0]
+    labels = [line.get_label() for line in top.get_lines()]
+    assert labels == ["before", "after temperature scaling", "perfect calibration"]
+    assert all(0 <= v <= 1 for v in top.get_lines()[0].get_ydata())
+    fig.savefig(tmp_path / "reliability.png")
+    assert (tmp_path / "reliability.png").stat().st_size > 1000
+
+
 # --------------------------------------------------------------------------- predictions
 
 
@@ -313,12 +337,96 @@ def test_save_predictions_binary_and_multilabel(tmp_path) -> None:
     np.testing.assert_array_equal(frame[["pred_0", "pred_1", "pred_2"]], scores >= 0.5)
 
 
+# --------------------------------------------------------------------------- the stage
+
+BINARY_STUDY = {
+    "datasets": {"cancer": {"source": "sklearn_breast_cancer"}},
+    "classics": {"enabled": False},
+    "studies": {
+        "cancer": {
+            "target": "cancer",
+            "model": {"arch": "mlp", "hidden_sizes": [8]},
+            "train": {"epochs": 4, "batch_size": 32, "patience": 0},
+            "sweep": {"space": {"optimizers": ["adam"], "activations": ["relu"]}},
+            "refine": {"modes": ["scratch"], "seeds": [0, 1]},
+            "evaluate": {
+                "bootstrap": 200,
+                "operating_point": {"rule": "sensitivity", "target": 0.9},
+                "calibration": "temperature",
+            },
+        }
+    },
+}
+
+
+def test_binary_study_reports_operating_point_calibration_and_card(tmp_path) -> None:
+    """A real binary study: thresholds chosen on validation, rates with intervals that carry
+    test sampling, temperature scaling, the model card and the MLflow evaluate run."""
+    from medflow.config.schema import validate_config
+    from medflow.config.types import MedflowConfig
+    from medflow.data.format import PreparedDataset
+    from medflow.layout import Layout
+    from medflow.ml.loop import evaluate_scores
+    from medflow.ml.transfer import load_model_file
+    from medflow.stages import evaluate, refine
+    from medflow.stages.context import StageContext
+    from medflow.stages.prepare import prepare_dataset
+    from medflow.tracking.client import Tracker, find_runs
+
+    cfg = MedflowConfig.from_validated(validate_config(BINARY_STUDY), "test")
+    layout = Layout(tmp_path / "results")
+    prepare_dataset(cfg.dataset("cancer"), layout.prepared("cancer"))
+    layout.sweep("cancer").mkdir(parents=True)
+    best = {"params": {"optimizer": "adam", "activation": "relu", "lr": 0.01}, "number": 0}
+    layout.sweep_best("cancer").write_text(json.dumps(best))
+    ctx = StageContext(layout=layout, tracking=cfg.tracking)
+    study = cfg.study("cancer")
+    refine.run(ctx, study, "scratch", (0, 1))
+    doc = evaluate.run(ctx, study)
+
+    assert json.loads(layout.evaluate_metrics("cancer").read_text())["summary"] == doc["summary"]
+    scratch = doc["summary"]["scratch"]
+    op = scratch["operating_point"]
+    assert (op["rule"], op["target"], op["positive_class"]) == ("sensitivity", 0.9, "benign")
+    # each seed's threshold reaches the target sensitivity on its validation predictions
+    dataset = PreparedDataset.open(layout.prepared("cancer"))
+    val = dataset.load("val")
+    model, _ = load_model_file(layout.refine_model("cancer", "scratch", 0))
+    x_val = torch.from_numpy(dataset.normalise(val.x))
+    val_scores = evaluate_scores(model, x_val, "binary", torch.device("cpu"))[1].numpy()
+    (threshold,) = op["thresholds_by_seed"]["0"]
+    assert (val_scores >= threshold)[val.y == 1].mean() >= 0.9
+    for name in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "brier", "ece"):
+        stats = scratch[name]
+        assert stats["ci_low"] <= stats["mean"] <= stats["ci_high"], name
+    acc = scratch["accuracy"]
+    assert acc["ci_high"] - acc["ci_low"] > 0.03  # ~143 test patients: never ±0.000
+    assert "brier_calibrated" in scratch and doc["calibration"]["method"] == "temperature"
+    assert all(r["temperature"] > 0 for r in doc["runs"])
+    assert sum(map(sum, op["confusion"][0])) == doc["n_test"]
+    assert op["per_class"][0]["class"] == "benign"
+
+    card = layout.evaluate_model_card("cancer").read_text()
+    for part in ("Positive class", "**benign**", "class_weight = none", "sampler = uniform"):
+        assert part in card, part
+    assert layout.evaluate_reliability("cancer").stat().st_size > 1000
+
+    tracker = Tracker.for_results(layout.results)
+    (run,) = [r for r in find_runs(tracker, "medflow/cancer") if r.data.tags["stage"] == "evaluate"]
+    assert run.data.metrics["scratch.test_sensitivity_ci_low"] == scratch["sensitivity"]["ci_low"]
+    artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
+    assert {"model_card.md", "metrics.json", "reliability.png"} <= artifacts
+
+
 # --------------------------------------------------------------------------- imports
 
 
 def test_evaluation_maths_and_figures_do_not_import_torch() -> None:
     """stats/ and plots/ work on numpy arrays: the report and analysis code need no torch."""
-    modules = ["bootstrap", "intervals", "metrics", "predictions", "scores", "summary"]
+    modules = [
+        *("bootstrap", "intervals", "metrics", "predictions", "scores", "summary"),
+        *("hierarchical", "operating_point", "calibration", "delong", "clinical"),
+    ]
     code = "; ".join(
         [f"import medflow.stats.{m}" for m in modules]
         + ["import medflow.plots.classification, medflow.plots.training, sys"]

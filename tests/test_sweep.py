@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -56,8 +57,10 @@ def score(params: dict[str, Any]) -> float:
 
 
 def sweep_cfg(**values: Any) -> SweepConfig:
-    """Schema defaults with ``values``; trials judged by val_accuracy, maximised."""
-    return SweepConfig.from_schema(**{"metric": "val_accuracy", "direction": "maximize", **values})
+    """Schema defaults with ``values``; trials judged by val_accuracy, maximised; free-running
+    (tests/test_sweep_design.py covers reproducible sweeps)."""
+    base = {"metric": "val_accuracy", "direction": "maximize", "reproducible": False}
+    return SweepConfig.from_schema(**{**base, **values})
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Quadratic:
     fail_first: tuple[int, ...] = ()  # these trial numbers raise on their first attempt
     always_fail: bool = False
     prune_at: int | None = None  # raise TrialPruned after this many epochs
+    jitter_s: float = 0.0  # up to this much more per epoch, at random: irregular timing
 
     def __call__(self, trial: optuna.Trial, run_id: str) -> float:
         params = suggest(trial, SearchSpace.from_schema(**self.space))
@@ -78,7 +82,7 @@ class Quadratic:
             raise RuntimeError(f"injected failure in trial {trial.number}")
         target = score(params)
         for epoch in range(1, self.epochs + 1):
-            time.sleep(self.sleep_s)
+            time.sleep(self.sleep_s + random.uniform(0, self.jitter_s))
             trial.report(target * epoch / self.epochs, epoch)
             if epoch == self.prune_at or trial.should_prune():
                 raise optuna.TrialPruned()
@@ -91,6 +95,7 @@ from pathlib import Path
 from medflow.hpo.space import SweepConfig
 from medflow.hpo.worker import run_worker
 from medflow.tracking.client import Tracker
+from medflow.hpo.space import SearchSpace
 from tests.test_sweep import EXPERIMENT, STUDY, TAGS, Quadratic
 
 logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
@@ -98,6 +103,7 @@ a = json.loads(sys.argv[1])
 done = run_worker(
     SweepConfig(**a["cfg"]), Path(a["dir"]), STUDY, Quadratic(**a["objective"]),
     Tracker(a["uri"], a["artifacts"]), EXPERIMENT, TAGS, a["worker"],
+    space=SearchSpace.from_schema(**a["objective"]["space"]),
 )
 print(json.dumps({"finished": done}))
 """
@@ -152,7 +158,10 @@ def init(cfg: SweepConfig, sweep_dir: Path, tracker: Tracker) -> str:
 
 
 def work(cfg: SweepConfig, sweep_dir: Path, tracker: Tracker, objective: Quadratic, **kw) -> int:
-    return run_worker(cfg, sweep_dir, STUDY, objective, tracker, EXPERIMENT, TAGS, "local", **kw)
+    space = SearchSpace.from_schema(**objective.space)
+    return run_worker(
+        cfg, sweep_dir, STUDY, objective, tracker, EXPERIMENT, TAGS, "local", space=space, **kw
+    )
 
 
 def trials_of(cfg: SweepConfig, sweep_dir: Path) -> list[optuna.trial.FrozenTrial]:
@@ -542,6 +551,8 @@ def test_summarize_writes_best_params_and_trials_csv(
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == [
         "number",
+        "slot",
+        "generation",
         "state",
         "value",
         "param_activation",

@@ -71,6 +71,11 @@ class Layout:
         return Path(folder) / "trials.csv"
 
     @staticmethod
+    def cells_file(folder: Path) -> Path:
+        """The sweep per optimizer x activation (...) cell, and the factors' rankings."""
+        return Path(folder) / "cells.json"
+
+    @staticmethod
     def journal_file(folder: Path) -> Path:
         return Path(folder) / "optuna.journal"
 
@@ -145,6 +150,9 @@ class Layout:
     def sweep_trials(self, study: str) -> Path:
         return self.trials_file(self.sweep(study))
 
+    def sweep_cells(self, study: str) -> Path:
+        return self.cells_file(self.sweep(study))
+
     def sweep_worker_done(self, study: str, worker: Name) -> Path:
         return self.sweep(study) / "workers" / f"{worker}.done"
 
@@ -179,6 +187,12 @@ class Layout:
 
     def evaluate_roc(self, study: str) -> Path:
         return self.evaluate(study) / "roc.png"
+
+    def evaluate_reliability(self, study: str) -> Path:
+        return self.evaluate(study) / "reliability.png"
+
+    def evaluate_model_card(self, study: str) -> Path:
+        return self.evaluate(study) / "model_card.md"
 
     def evaluate_predictions(self, study: str) -> Path:
         """The folder of test-split scores, one CSV per refine run."""

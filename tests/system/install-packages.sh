@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the system tests need: Chromium (MLflow UI test),
-# SLURM + munge (cluster test) and PostgreSQL (shared-storage test).
+# SLURM + munge (cluster test), PostgreSQL (shared-storage test) and R with pROC
+# (the DeLong test is checked against pROC::roc.test).
 # Runs only as root with apt-get; elsewhere it says so and the tests that need
 # these packages skip with that reason. MEDFLOW_SYSTEM_PACKAGES=0 opts out.
 set -euo pipefail
 
-packages=(chromium slurm-wlm munge postgresql)
+packages=(chromium slurm-wlm munge postgresql r-base-core r-cran-proc)
 
 if [[ "${MEDFLOW_SYSTEM_PACKAGES:-1}" == "0" ]]; then
   echo "system packages: skipped (MEDFLOW_SYSTEM_PACKAGES=0)"
   exit 0
 fi
 if [[ "$(id -u)" != "0" ]] || ! command -v apt-get >/dev/null; then
-  echo "system packages: not root or no apt-get; the browser, SLURM and PostgreSQL tests will skip"
+  echo "system packages: not root or no apt-get; the browser, SLURM, PostgreSQL and pROC tests will skip"
   exit 0
 fi
 missing=()

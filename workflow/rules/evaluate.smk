@@ -16,6 +16,13 @@ rule evaluate:
             category="Evaluation",
             subcategory="{study}",
         ),
+        reliability=report(
+            str(LAYOUT.evaluate_reliability("{study}")),
+            caption="../report/reliability.rst",
+            category="Evaluation",
+            subcategory="{study}",
+        ),
+        model_card=str(LAYOUT.evaluate_model_card("{study}")),
         predictions=directory(str(LAYOUT.evaluate_predictions("{study}"))),
     log:
         str(LAYOUT.evaluate_log("{study}")),

@@ -45,6 +45,7 @@ rule sweep_best:
             caption="../report/trials.rst",
             category="Sweep",
         ),
+        cells=str(LAYOUT.sweep_cells("{study}")),
     log:
         str(LAYOUT.sweep_log("{study}", "best")),
     params:

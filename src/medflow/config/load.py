@@ -34,7 +34,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return validate_config(raw, source=str(path))
 
 
-
 def workflow_config(
     given: dict[str, Any],
     command_line: dict[str, Any],

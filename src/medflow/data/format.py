@@ -32,9 +32,9 @@ FORMAT_VERSION = 2  # 2: per-split sha256 in meta.json
 
 
 def normalisation_stats(train: Split, kind: str) -> dict[str, list[float]]:
-    """Mean and std per channel (images) or per feature (tables), from train only."""
+    """Mean and std per channel (images, sequences) or per feature (tables), from train only."""
     x = train.x.astype(np.float64)
-    axes = (0, 2, 3) if kind == "image" else (0,)
+    axes = {"image": (0, 2, 3), "sequence": (0, 2)}.get(kind, (0,))
     mean = x.mean(axis=axes)
     std = x.std(axis=axes)
     std[std == 0] = 1.0  # a constant feature carries no signal; avoid dividing by zero
@@ -58,7 +58,9 @@ def build_meta(name: str, data: SourceData, splits: dict[str, Split], config: di
         "task": data.task,
         "kind": data.kind,
         "input_shape": list(train.x.shape[1:]),
-        "channels": int(train.x.shape[1]) if data.kind == "image" else None,
+        "channels": int(train.x.shape[1]) if data.kind in ("image", "sequence") else None,
+        "length": int(train.x.shape[2]) if data.kind == "sequence" else None,
+        "sampling_rate": data.sampling_rate,
         "x_dtype": str(train.x.dtype),
         "y_dtype": str(train.y.dtype),
         "class_names": data.class_names,
@@ -171,4 +173,6 @@ class PreparedDataset:
         std = np.asarray(stats["std"], dtype=np.float32)
         if self.meta["kind"] == "image":
             mean, std = mean[:, None, None], std[:, None, None]
+        elif self.meta["kind"] == "sequence":
+            mean, std = mean[:, None], std[:, None]
         return (x.astype(np.float32) - mean) / std

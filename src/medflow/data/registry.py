@@ -22,6 +22,9 @@ SOURCES: dict[str, str] = {
     "csv": "medflow.data.sources.csv_table:load",
     "imagefolder": "medflow.data.sources.imagefolder:load",
     "medmnist": "medflow.data.sources.medmnist_npz:load",
+    "synthetic_signals": "medflow.data.sources.synthetic_signals:load",
+    "ucr": "medflow.data.sources.ucr:load",
+    "wfdb": "medflow.data.sources.wfdb_records:load",
 }
 
 

@@ -1,5 +1,6 @@
 """Claiming trials under the sweep's lock: dead trials failed and requeued, then a new
-trial started only while the budget allows, so the study ends with exactly ``n_trials``.
+trial started only while the budget allows, so the study ends with exactly the planned
+number of finished trials (``n_trials``, or cells x trials_per_cell for a factorial design).
 
 The claim lock is a :class:`medflow.runtime.lockfile.HolderLock` (``link(2)``, atomic on
 NFSv3+, Lustre and GPFS, unlike ``flock``/``fcntl`` on some cluster filesystems). It names its
@@ -18,6 +19,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from medflow.hpo.design import GENERATION_ATTR, SLOT_ATTR, SweepPlan
+from medflow.hpo.generations import generation_ready, next_slot, tpe_params
 from medflow.hpo.heartbeats import fs_now, heartbeat_age
 from medflow.hpo.space import SweepConfig
 from medflow.hpo.study import FINISHED, claim_sampler, get_trial
@@ -65,7 +68,10 @@ def fail_and_requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int) ->
         return
     # fixed_params holds what a retry had not suggested yet when it failed.
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-    study.enqueue_trial(params, user_attrs={"retry_of": history[0], "retry_history": history})
+    placed = {k: trial.user_attrs[k] for k in (SLOT_ATTR, GENERATION_ATTR) if k in trial.user_attrs}
+    study.enqueue_trial(
+        params, user_attrs={"retry_of": history[0], "retry_history": history, **placed}
+    )
 
 
 def fail_if_running(study: optuna.Study, sweep_dir: Path, number: int, max_retry: int) -> bool:
@@ -80,8 +86,9 @@ def fail_if_running(study: optuna.Study, sweep_dir: Path, number: int, max_retry
 
 @dataclass(frozen=True)
 class Claim:
-    trial: optuna.Trial | None  # None: the budget is spent
+    trial: optuna.Trial | None  # None: the budget is spent, or (wait) not startable yet
     recovered: tuple[int, ...]  # trials failed as dead during this claim
+    wait: bool = False  # reproducible: the next slot's generation waits for earlier ones
 
 
 def _fail_dead_trials(
@@ -98,21 +105,56 @@ def _fail_dead_trials(
     return tuple(recovered)
 
 
+def _ask_free(study: optuna.Study, cfg: SweepConfig, trials: list[FrozenTrial]) -> optuna.Trial:
+    """Free-running TPE: the sampler reseeded from ``(seed, number of trials so far)``."""
+    study.sampler = claim_sampler(cfg.seed, len(trials))
+    return study.ask()  # pops an enqueued retry first
+
+
+def _ask_planned(
+    study: optuna.Study, plan: SweepPlan, trials: list[FrozenTrial]
+) -> tuple[optuna.Trial | None, bool]:
+    """(trial, wait): a retry, else the lowest free slot if its generation may start (else
+    wait), else (None, False): every slot taken. The slot's parameters are enqueued, so the
+    objective's suggest gets them."""
+    if any(t.state == TrialState.WAITING for t in trials):
+        return study.ask(), False  # a retry keeps its slot, generation and parameters
+    slot = next_slot(plan, trials)
+    if slot is None:
+        return None, False
+    if plan.cfg.reproducible and not generation_ready(plan, trials, slot):
+        return None, True
+    params = plan.fixed_params(slot)
+    if params is None:
+        params = tpe_params(plan, trials, slot, study.direction)
+    placed = {SLOT_ATTR: slot, GENERATION_ATTR: plan.generation(slot)}
+    study.enqueue_trial(params, user_attrs=placed)
+    return study.ask(), False
+
+
 def claim(
-    study: optuna.Study, cfg: SweepConfig, sweep_dir: Path, me: ProcessIdentity, worker: str
+    study: optuna.Study, plan: SweepPlan, sweep_dir: Path, me: ProcessIdentity, worker: str
 ) -> Claim:
     """Fail dead trials, then start a trial if the budget allows; atomic across workers.
 
-    Every claim reseeds the TPE sampler from ``(seed, number of trials so far)``.
+    Free-running TPE reseeds the sampler per claim from ``(seed, number of trials so far)``;
+    a planned sweep (factorial or reproducible) takes the lowest free slot
+    (medflow.hpo.generations).
     """
+    cfg = plan.cfg
     with sweep_lock(sweep_dir):
         recovered = _fail_dead_trials(study, cfg, sweep_dir, me)
         trials = study.get_trials(deepcopy=False)
-        counted = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
-        if counted >= cfg.n_trials:
-            return Claim(None, recovered)
-        study.sampler = claim_sampler(cfg.seed, len(trials))
-        trial = study.ask()  # pops an enqueued retry first
+        if plan.planned:
+            asked, wait = _ask_planned(study, plan, trials)
+            if asked is None:
+                return Claim(None, recovered, wait)
+            trial = asked
+        else:
+            counted = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
+            if counted >= cfg.n_trials:
+                return Claim(None, recovered)
+            trial = _ask_free(study, cfg, trials)
         # Recorded before the lock is released, so others can always judge this trial.
         Layout.heartbeat_file(sweep_dir, trial.number).touch()
         for key, value in {**me.attrs(), "worker": worker}.items():

@@ -44,6 +44,10 @@ class SweepConfig(Section):
     epochs: int
     heartbeat_grace_s: float
     max_retry: int
+    design: str
+    trials_per_cell: int
+    reproducible: bool
+    generation_size: int
 
 
 # JSON items type -> Python type, so that e.g. a batch size of 16.0 from YAML becomes 16.
@@ -71,6 +75,8 @@ class SearchSpace(Section):
     weight_decay: tuple[float, float] | None
     batch_sizes: tuple[int, ...] | None
     freeze: tuple[str, ...] | None
+    class_weight: tuple[str, ...] | None
+    sampler: tuple[str, ...] | None
 
     def __post_init__(self) -> None:
         # Lists (from YAML/JSON) as tuples, so that the dataclass stays hashable and comparable.

@@ -13,8 +13,9 @@ from optuna.samplers import TPESampler
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from medflow.errors import MedflowError
+from medflow.errors import ConfigError, MedflowError
 from medflow.hpo.journal import TornTailSafeJournal
+from medflow.hpo.pruning import GenerationMedianPruner
 from medflow.hpo.space import SweepConfig
 from medflow.layout import Layout
 
@@ -41,11 +42,21 @@ def _storage(cfg: SweepConfig, sweep_dir: Path) -> BaseStorage | str:
 
 
 def pruner(cfg: SweepConfig) -> BasePruner:
-    """The configured pruner; Hyperband's resource is the epoch (steps counted from 1)."""
+    """The configured pruner; Hyperband's resource is the epoch (steps counted from 1).
+    A reproducible sweep's median rule looks at earlier generations only."""
     if cfg.pruner == "median":
         # Judge a trial only after a fifth of its epochs: slow starters (plain SGD, small
         # learning rates) look worst in the first epochs and would be pruned unfairly.
-        return MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, cfg.epochs // 5))
+        warmup = max(1, cfg.epochs // 5)
+        if cfg.reproducible:
+            return GenerationMedianPruner(n_startup_trials=3, n_warmup_steps=warmup)
+        return MedianPruner(n_startup_trials=3, n_warmup_steps=warmup)
+    if cfg.pruner == "hyperband" and cfg.reproducible:
+        # Its brackets depend on which trials are running: no rerun would prune alike.
+        raise ConfigError(
+            "sweep.pruner: hyperband is not reproducible; use median or none, "
+            "or set sweep.reproducible: false"
+        )
     if cfg.pruner == "hyperband":
         return HyperbandPruner(min_resource=1, max_resource=cfg.epochs)
     return NopPruner()

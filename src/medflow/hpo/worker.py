@@ -23,9 +23,10 @@ from optuna.trial import TrialState
 
 from medflow.errors import MedflowError
 from medflow.hpo.claims import claim, fail_if_running, sweep_lock
+from medflow.hpo.design import SweepPlan
 from medflow.hpo.heartbeats import heartbeat_interval
 from medflow.hpo.recovery import end_orphaned_runs
-from medflow.hpo.space import SweepConfig
+from medflow.hpo.space import SearchSpace, SweepConfig
 from medflow.hpo.study import FINISHED, PARENT_RUN_ATTR, get_trial, open_study, parent_run_id
 from medflow.hpo.trials import duration_s
 from medflow.layout import Layout
@@ -38,6 +39,9 @@ from medflow.tracking.runs import tracked_run
 __all__ = ["Objective", "init_sweep", "run_worker"]
 
 _log = logging.getLogger(__name__)
+
+# How often a worker waiting for a generation to finish looks again (a claim is milliseconds).
+_GENERATION_POLL_S = 0.25
 
 # What a worker runs per trial: ``objective(trial, run_id) -> value``. It samples with
 # medflow.hpo.space.suggest, reports ``trial.report(value, step=epoch)`` (epochs counted from
@@ -91,6 +95,7 @@ class _Worker:
     name: str
     parent: str
     me: ProcessIdentity
+    plan: SweepPlan
 
     def end_orphaned_runs(self) -> None:
         end_orphaned_runs(
@@ -104,11 +109,16 @@ class _Worker:
         )
 
     def next_trial(self) -> optuna.Trial | None:
-        """A claimed trial, or None when the budget is spent."""
-        claimed = claim(self.study, self.cfg, self.sweep_dir, self.me, self.name)
-        if claimed.recovered:
-            self.end_orphaned_runs()
-        return claimed.trial
+        """A claimed trial, or None when the budget is spent. In a reproducible sweep it
+        waits while the next slot's generation waits for earlier ones (taking over their
+        trials if their workers die meanwhile)."""
+        while True:
+            claimed = claim(self.study, self.plan, self.sweep_dir, self.me, self.name)
+            if claimed.recovered:
+                self.end_orphaned_runs()
+            if not claimed.wait:
+                return claimed.trial
+            time.sleep(_GENERATION_POLL_S)
 
     def run_tags(self, trial: optuna.Trial) -> dict[str, str]:
         tags = {
@@ -198,21 +208,37 @@ def run_worker(
     tags: Mapping[str, str],
     worker: str,
     *,
+    space: SearchSpace | None = None,
     max_consecutive_failures: int = 3,
 ) -> int:
     """Claim and run trials until the budget is spent; return how many this worker finished.
 
     A failing objective fails its trial (retried later) and the worker goes on, unless
     ``max_consecutive_failures`` trials in a row fail: then MedflowError. KeyboardInterrupt and
-    ``Terminated`` (SIGTERM) fail the trial, end its run KILLED and propagate.
+    ``Terminated`` (SIGTERM) fail the trial, end its run KILLED and propagate. ``space`` is
+    what the trials search: a factorial or reproducible sweep plans its slots from it.
     """
     sweep_dir = Path(sweep_dir)
     study = open_study(cfg, sweep_dir, study_name, create=False)
     me = ProcessIdentity.current()
-    w = _Worker(cfg, sweep_dir, study, tracker, experiment, tags, worker, parent_run_id(study), me)
+    plan = SweepPlan(cfg, space)
+    if plan.planned and space is None:
+        raise MedflowError(
+            f"sweep {study_name}: a {cfg.design} or reproducible sweep needs its space"
+        )
+    if cfg.reproducible and cfg.workers > cfg.generation_size:
+        _log.warning(
+            "sweep %s: %d workers but generations of %d trials: some will idle "
+            "(raise sweep.generation_size)",
+            study_name,
+            cfg.workers,
+            cfg.generation_size,
+        )
+    parent = parent_run_id(study)
+    w = _Worker(cfg, sweep_dir, study, tracker, experiment, tags, worker, parent, me, plan)
     w.end_orphaned_runs()
     finished = consecutive_failures = 0
-    progress = TrialProgress(f"sweep {study_name}", cfg.n_trials, cfg.workers)
+    progress = TrialProgress(f"sweep {study_name}", plan.n_trials, cfg.workers)
     while (trial := w.next_trial()) is not None:
         started = time.monotonic()
         outcome = _attempt(w, trial, objective)
@@ -228,7 +254,7 @@ def run_worker(
                     f"sweep {study_name}: {consecutive_failures} trials in a row failed, "
                     f"last: {type(outcome.error).__name__}: {outcome.error}"
                 ) from outcome.error
-    _log.info("worker %s: budget of %d trials reached; ran %d", worker, cfg.n_trials, finished)
+    _log.info("worker %s: budget of %d trials reached; ran %d", worker, plan.n_trials, finished)
     return finished
 
 

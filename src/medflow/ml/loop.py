@@ -3,7 +3,9 @@
 Design points:
 - Data that fit in device memory are held there and batched by index with a
   permutation seeded by (seed, epoch) (:mod:`medflow.ml.batches`). Larger data stream
-  through a DataLoader.
+  through a DataLoader. ``train.sampler: balanced`` replaces the permutation with seeded
+  draws inverse to class frequency; ``train.class_weight: balanced`` weights the training
+  loss (:mod:`medflow.ml.imbalance`), never ``val_loss``.
 - Validation every epoch, early stopping on ``monitor``; the returned model is the
   best epoch's, not the last.
 - A checkpoint is written atomically after every epoch (:mod:`medflow.ml.checkpoint`); a
@@ -32,6 +34,7 @@ from medflow.data.format import PreparedDataset
 from medflow.ml.batches import Batches, augment
 from medflow.ml.checkpoint import TrainState, resume, save_checkpoint
 from medflow.ml.device import autocast, pick_device, use_channels_last
+from medflow.ml.imbalance import loss_weights, sample_weights
 from medflow.ml.models import Classifier, ModelConfig, build_model
 from medflow.ml.monitor import MINIMISED
 from medflow.ml.optim import OptimConfig, build_optimizer, build_scheduler
@@ -61,6 +64,8 @@ class TrainConfig(Section):
     augment: str
     resident_max_mb: int
     amp: bool
+    class_weight: str  # none | balanced (medflow.ml.imbalance)
+    sampler: str  # uniform | balanced
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,8 @@ class _Fit:
     channels_last: bool
     optimizer: torch.optim.Optimizer
     scheduler: LRScheduler
-    loss_fn: LossFn
+    loss_fn: LossFn  # what training minimises (class-weighted with train.class_weight)
+    val_loss_fn: LossFn  # never weighted: val_loss compares runs of any class_weight
     batches: Batches
     aug_gen: torch.Generator
     state: TrainState
@@ -206,7 +212,11 @@ def _setup(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(run.optim, params)
     scheduler = build_scheduler(optimizer, run.optim, cfg.epochs)
-    loss_fn = build_loss(data.task, cfg.loss)
+    # Class and sampling weights from the train split only; they change what training
+    # minimises, not val_loss, so that a sweep over class_weight ranks trials on one scale.
+    weight = loss_weights(data.task, data.y_train, data.n_classes, cfg.class_weight)
+    loss_fn = build_loss(data.task, cfg.loss, None if weight is None else weight.to(device))
+    val_loss_fn = build_loss(data.task, cfg.loss)
     state = TrainState()
     if checkpoint is not None and checkpoint.exists():
         state = resume(checkpoint, run.digest(), model, optimizer, scheduler)
@@ -217,6 +227,7 @@ def _setup(
         batch_size=cfg.batch_size,
         seed=cfg.seed,
         resident_max_mb=cfg.resident_max_mb,
+        sample_weights=sample_weights(data.task, data.y_train, cfg.sampler),
     )
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 17)
     return _Fit(
@@ -227,6 +238,7 @@ def _setup(
         optimizer=optimizer,
         scheduler=scheduler,
         loss_fn=loss_fn,
+        val_loss_fn=val_loss_fn,
         batches=batches,
         aug_gen=aug_gen,
         state=state,
@@ -339,7 +351,7 @@ def train(
         fit.scheduler.step()
         metrics = {
             "train_loss": train_loss,
-            **validation_metrics(fit.model, data, fit.loss_fn, device, data.task),
+            **validation_metrics(fit.model, data, fit.val_loss_fn, device, data.task),
         }
         elapsed = time.perf_counter() - started
         metrics.update(lr=lr, epoch_time_s=elapsed, samples_per_s=seen / elapsed)

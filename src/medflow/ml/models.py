@@ -4,22 +4,28 @@ Every model is a :class:`Classifier`: a ``backbone`` mapping the input to a flat
 vector of size ``feature_dim`` and a linear ``head`` producing logits. The split is what
 transfer learning needs: pretrain, then :func:`replace_head` / :func:`freeze_backbone`.
 Models always output logits; sigmoid/softmax belong to the loss and to prediction.
+A user's own model (``arch: "package.module:factory"``) is built by medflow.ml.user_model.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from medflow.config.section import Section
+from medflow.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ACTIVATIONS",
@@ -32,6 +38,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "freeze_backbone",
+    "has_head_split",
     "imagenet_weights_path",
     "make_activation",
     "replace_head",
@@ -66,8 +73,10 @@ RESNET_ARCHS: tuple[str, ...] = (
     "wide_resnet101_2",
     "wide_resnet50_2",
 )
-ARCHS: tuple[str, ...] = ("perceptron", "mlp", "cnn", *RESNET_ARCHS)
-WEIGHTS: tuple[str | None, ...] = (None, "imagenet")
+# Sequence models (medflow.ml.sequence_models), spelled out so importing this module stays light.
+SEQUENCE_ARCHS: tuple[str, ...] = ("lstm", "gru", "cnn1d", "resnet1d", "inception_time")
+ARCHS: tuple[str, ...] = ("perceptron", "mlp", "cnn", *RESNET_ARCHS, *SEQUENCE_ARCHS)
+WEIGHTS: tuple[str | None, ...] = (None, "imagenet", "imagenet_if_cached")
 
 # Below this input size the ImageNet stem (7x7/2 conv + max-pool) would shrink e.g. 28x28 to
 # 7x7 before layer1; use the CIFAR-style 3x3/1 stem without max-pool as MedMNIST does.
@@ -93,19 +102,23 @@ class ModelConfig(Section):
     """Architecture hyper-parameters: the study's ``model`` section (schema ``$defs/model``).
 
     ``hidden_sizes`` is used by ``mlp``; ``width``/``depth`` by ``cnn``; ``weights`` by the
-    torchvision ResNets only. ``dropout`` is applied after each hidden layer of the MLP and
-    after the pooled features of the CNN/ResNets; the perceptron ignores it and
-    ``activation`` (it outputs ``w.x + b`` logits).
+    torchvision ResNets only; ``options`` by a user's model (``arch`` an import path).
+    ``dropout`` is applied after each hidden layer of the MLP and after the pooled features
+    of the CNN/ResNets; the perceptron ignores it and ``activation`` (it outputs ``w.x + b``
+    logits).
     """
 
     SCHEMA: ClassVar[str] = "model"
 
     arch: str
+    # Keyword arguments of a user's factory; a dict is not hashable, so hash() skips it.
+    options: dict[str, Any] = dataclasses.field(hash=False)
     activation: str
     hidden_sizes: tuple[int, ...]
     dropout: float
     width: int
     depth: int
+    bidirectional: bool  # lstm/gru only
     weights: str | None
 
     def __post_init__(self) -> None:
@@ -120,12 +133,16 @@ class Classifier(nn.Module):
     mode so BatchNorm running statistics and dropout of the feature extractor stay fixed.
     """
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, n_outputs: int) -> None:
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, n_outputs: int, head: nn.Linear | None = None
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.feature_dim = feature_dim
-        self.head = nn.Linear(feature_dim, n_outputs)
+        self.head = nn.Linear(feature_dim, n_outputs) if head is None else head
         self.backbone_frozen = False
+        # What the weights were before any training: "imagenet" or "random" (MLflow param).
+        self.weights_used = "random"
 
     @property
     def n_outputs(self) -> int:
@@ -145,22 +162,41 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) 
     """Build ``cfg.arch`` for inputs of ``input_shape`` (no batch dim) and ``n_outputs`` logits.
 
     ``input_shape`` is ``(features,)`` for tabular data or ``(C, H, W)`` for images; the
-    perceptron and MLP flatten image inputs.
+    perceptron and MLP flatten image inputs. A user's model may lack the backbone/head split
+    (medflow.ml.user_model.WholeModel: scratch only, see :func:`has_head_split`).
     """
     input_shape = tuple(int(s) for s in input_shape)
     if not input_shape or any(s < 1 for s in input_shape):
         raise ValueError(f"input_shape must be non-empty and positive, got {input_shape}")
     if n_outputs < 1:
         raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
+    if ":" in cfg.arch:  # an import path (the schema allows ":" nowhere else)
+        from medflow.ml.user_model import build_user_model
+
+        model = build_user_model(cfg.arch, cfg.options, cfg.activation, input_shape, n_outputs)
+        return model  # type: ignore[return-value]  # a WholeModel has no head split
     if cfg.arch == "perceptron":
         backbone, feature_dim = nn.Flatten(), math.prod(input_shape)
     elif cfg.arch == "mlp":
         backbone, feature_dim = _mlp_backbone(cfg, math.prod(input_shape))
     elif cfg.arch == "cnn":
         backbone, feature_dim = _cnn_backbone(cfg, _image_shape(cfg.arch, input_shape))
+    elif cfg.arch in SEQUENCE_ARCHS:
+        from medflow.ml.sequence_models import sequence_backbone
+
+        backbone, feature_dim = sequence_backbone(cfg, input_shape)
     else:
-        backbone, feature_dim = _resnet_backbone(cfg, _image_shape(cfg.arch, input_shape))
+        net, weights_used = _resnet(cfg)
+        backbone, feature_dim = _resnet_backbone(cfg, net, _image_shape(cfg.arch, input_shape))
+        model = Classifier(backbone, feature_dim, n_outputs)
+        model.weights_used = weights_used
+        return model
     return Classifier(backbone, feature_dim, n_outputs)
+
+
+def has_head_split(model: nn.Module) -> bool:
+    """Whether ``model`` has the replaceable head finetune and linear_probe need."""
+    return isinstance(model, Classifier)
 
 
 def _image_shape(arch: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -221,13 +257,29 @@ def _load_imagenet_weights(net: nn.Module, arch: str) -> None:
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
 
-def _resnet_backbone(cfg: ModelConfig, shape: tuple[int, int, int]) -> tuple[nn.Module, int]:
-    in_channels, size = shape[0], min(shape[1:])
+def _resnet(cfg: ModelConfig) -> tuple[nn.Module, str]:
+    """The torchvision model with the weights ``cfg.weights`` asks for, and which were used."""
     import torchvision
 
     net = torchvision.models.get_model(cfg.arch, weights=None)
-    if cfg.weights == "imagenet":
+    if cfg.weights == "imagenet_if_cached" and not imagenet_weights_path(cfg.arch).is_file():
+        log.warning(
+            "model.weights imagenet_if_cached: no ImageNet weights for %s at %s; "
+            "random initialisation (nothing is downloaded)",
+            cfg.arch,
+            imagenet_weights_path(cfg.arch),
+        )
+        return net, "random"
+    if cfg.weights in ("imagenet", "imagenet_if_cached"):
         _load_imagenet_weights(net, cfg.arch)
+        return net, "imagenet"
+    return net, "random"
+
+
+def _resnet_backbone(
+    cfg: ModelConfig, net: nn.Module, shape: tuple[int, int, int]
+) -> tuple[nn.Module, int]:
+    in_channels, size = shape[0], min(shape[1:])
     if size < SMALL_INPUT_PX:
         net.conv1 = nn.Conv2d(in_channels, net.conv1.out_channels, 3, 1, 1, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
@@ -282,6 +334,7 @@ def _replace_relus(module: nn.Module, activation: str) -> None:
 
 def replace_head(model: Classifier, n_outputs: int) -> None:
     """Give ``model`` a freshly initialised head with ``n_outputs`` logits."""
+    _require_split(model)
     old = model.head
     model.head = nn.Linear(model.feature_dim, n_outputs).to(
         device=old.weight.device, dtype=old.weight.dtype
@@ -290,6 +343,7 @@ def replace_head(model: Classifier, n_outputs: int) -> None:
 
 def freeze_backbone(model: Classifier) -> None:
     """Stop training the backbone: no gradients, BatchNorm/dropout kept in eval mode."""
+    _require_split(model)
     model.backbone.requires_grad_(False)
     model.backbone_frozen = True
     model.train(model.training)  # re-applies the mode so the backbone switches to eval
@@ -300,6 +354,14 @@ def unfreeze_backbone(model: Classifier) -> None:
     model.backbone.requires_grad_(True)
     model.backbone_frozen = False
     model.train(model.training)
+
+
+def _require_split(model: nn.Module) -> None:
+    if not has_head_split(model):
+        raise ConfigError(
+            "model.arch: this model has no backbone/head split; give it an nn.Linear "
+            "attribute head applied last in forward, or return a medflow Classifier"
+        )
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

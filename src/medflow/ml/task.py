@@ -7,6 +7,7 @@ Losses take raw logits: the model never applies the output sigmoid/softmax itsel
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import get_args
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from medflow.data.base import Task
+from medflow.errors import ConfigError
 from medflow.ml.names import check_known
 
 __all__ = [
@@ -50,8 +52,16 @@ def _class_indices(targets: torch.Tensor) -> torch.Tensor:
     return targets.reshape(-1).long()
 
 
-def _bce_binary(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(*_binary_pair(logits, targets))
+def _on(weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    # Validation scores on the CPU what training scores on the device: follow the logits.
+    return None if weight is None else weight.to(like.device)
+
+
+def _bce_binary(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    z, y = _binary_pair(logits, targets)
+    return F.binary_cross_entropy_with_logits(z, y, pos_weight=_on(weight, z))
 
 
 def _se_binary(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -59,8 +69,11 @@ def _se_binary(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(torch.sigmoid(z), y)
 
 
-def _ce_multiclass(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, _class_indices(targets))
+def _ce_multiclass(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    # With weights, the mean is over the targets' weights (sum w_y * loss / sum w_y).
+    return F.cross_entropy(logits, _class_indices(targets), weight=_on(weight, logits))
 
 
 def _se_multiclass(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -69,8 +82,12 @@ def _se_multiclass(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(torch.softmax(logits, dim=1), one_hot)
 
 
-def _bce_multilabel(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+def _bce_multilabel(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(
+        logits, targets.to(logits.dtype), pos_weight=_on(weight, logits)
+    )
 
 
 def _se_multilabel(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -81,6 +98,11 @@ def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     # Reshape rather than broadcast: (N, 1) vs (N,) would silently broadcast to (N, N).
     return F.mse_loss(outputs, targets.reshape(outputs.shape).to(outputs.dtype))
 
+
+# The losses that take class weights (``train.class_weight``), as pos_weight or weight.
+_WEIGHTED: Mapping[str, Callable[..., torch.Tensor]] = MappingProxyType(
+    {"binary": _bce_binary, "multiclass": _ce_multiclass, "multilabel": _bce_multilabel}
+)
 
 _LOSS_FNS: Mapping[tuple[str, str], LossFn] = MappingProxyType(
     {
@@ -96,7 +118,7 @@ _LOSS_FNS: Mapping[tuple[str, str], LossFn] = MappingProxyType(
 )
 
 
-def build_loss(task: str, loss: str = "auto") -> LossFn:
+def build_loss(task: str, loss: str = "auto", weight: torch.Tensor | None = None) -> LossFn:
     """Loss ``fn(logits, targets) -> scalar`` for ``task``.
 
     ``auto``: binary -> BCE-with-logits on ``logits[:, 0]`` (0/1 targets (N,));
@@ -104,10 +126,20 @@ def build_loss(task: str, loss: str = "auto") -> LossFn:
     targets (N, L)); regression -> MSE. ``squared_error``: the mean squared error between
     sigmoid (binary/multilabel) or softmax (multiclass, vs one-hot) probabilities and the
     targets; MSE for regression.
+
+    ``weight`` (:func:`medflow.ml.imbalance.loss_weights`): class weights of the ``auto``
+    loss, BCE's ``pos_weight`` (binary, multilabel) or cross-entropy's ``weight``.
     """
     check_known("task", task, TASKS)
     check_known("loss", loss, LOSSES)
-    return _LOSS_FNS[(task, loss)]
+    if weight is None:
+        return _LOSS_FNS[(task, loss)]
+    if loss != "auto" or task not in _WEIGHTED:
+        raise ConfigError(
+            f"train.class_weight: balanced weights the auto loss of a classification task, "
+            f"not train.loss {loss} on a {task} task"
+        )
+    return partial(_WEIGHTED[task], weight=weight)
 
 
 def loss_targets(task: str, y: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Figures of a classifier's test predictions: confusion matrices and ROC curves.
+"""Figures of a classifier's test predictions: confusion matrices, ROC curves and the
+reliability diagram.
 
 Figures are built on ``matplotlib.figure.Figure`` directly (not pyplot), so they render
 headless with Agg, need no ``plt.close`` and never pile up in pyplot's global registry.
@@ -12,9 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix, roc_curve
 
+from medflow.stats.calibration import bin_ids, calibration_pairs
 from medflow.stats.metrics import predictions
+from medflow.stats.operating_point import decisions
 from medflow.stats.scores import binary_auc, check_scores, n_outputs, names_for, one_vs_rest
 
 
@@ -37,7 +41,9 @@ def _row_rates(counts: np.ndarray) -> np.ndarray:
     return counts / np.where(totals > 0, totals, 1)
 
 
-def _multilabel_confusion_figure(y: np.ndarray, pred: np.ndarray, names: list[str]) -> Figure:
+def _multilabel_confusion_figure(
+    y: np.ndarray, pred: np.ndarray, names: list[str], rule: str
+) -> Figure:
     matrices = multilabel_confusion_matrix(y, pred)
     ncols = min(len(names), 4)
     nrows = math.ceil(len(names) / ncols)
@@ -56,21 +62,35 @@ def _multilabel_confusion_figure(y: np.ndarray, pred: np.ndarray, names: list[st
     for ax in axes[len(names) :]:
         ax.set_axis_off()
     fig.colorbar(image, ax=axes.tolist(), label="fraction of true class", shrink=0.8)
-    fig.suptitle("Per-label confusion (threshold 0.5)")
+    fig.suptitle(f"Per-label confusion ({rule})")
     return fig
 
 
 def confusion_figure(
-    task: str, y: ArrayLike, scores: ArrayLike, class_names: Sequence[str] | None = None
+    task: str,
+    y: ArrayLike,
+    scores: ArrayLike,
+    class_names: Sequence[str] | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> Figure:
-    """Row-normalised confusion matrix with counts; multilabel: one 2x2 matrix per label."""
+    """Row-normalised confusion matrix with counts; multilabel: one 2x2 matrix per label.
+
+    Binary and multilabel decisions use ``thresholds`` (the operating point) when given,
+    else 0.5; multiclass the arg-max.
+    """
     if task == "regression":
         raise ValueError("a confusion matrix needs a classification task")
     y_arr, s_arr = check_scores(task, y, scores)
-    pred = predictions(task, s_arr)
+    if thresholds is not None and task != "multiclass":
+        pred = decisions(task, s_arr, thresholds).astype(np.int64)
+        pred = pred[:, 0] if task == "binary" else pred
+        rule = "operating point " + ", ".join(f"{t:.3g}" for t in thresholds)
+    else:
+        pred = predictions(task, s_arr)
+        rule = "threshold 0.5"
     names = names_for(class_names, n_outputs(task, s_arr))
     if task == "multilabel":
-        return _multilabel_confusion_figure(y_arr, pred, names)
+        return _multilabel_confusion_figure(y_arr, pred, names, rule)
     counts = confusion_matrix(y_arr, pred, labels=np.arange(len(names)))
     rates = _row_rates(counts)
     side = max(3.5, 0.55 * len(names) + 2.0)
@@ -81,7 +101,8 @@ def confusion_figure(
     ticks = np.arange(len(names))
     ax.set_xticks(ticks, names, rotation=45 if len(names) > 4 else 0, ha="right")
     ax.set_yticks(ticks, names)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row-normalised)")
+    title = "Confusion matrix (row-normalised" + (f", {rule})" if task == "binary" else ")")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(image, ax=ax, label="fraction of true class")
     return fig
 
@@ -126,4 +147,44 @@ def roc_figure(
     ax.set_title("ROC" + (" (one-vs-rest)" if task == "multiclass" else ""))
     if curves:
         ax.legend(loc="lower right", fontsize=7 if len(curves) > 5 else 8)
+    return fig
+
+
+def _reliability_points(task: str, y: np.ndarray, scores: np.ndarray, n_bins: int):
+    prob, outcome = calibration_pairs(task, y, scores)
+    prob, outcome = prob.ravel(), outcome.ravel()  # multilabel: all labels pooled
+    observed, predicted = calibration_curve(outcome, prob, n_bins=n_bins, strategy="uniform")
+    counts = np.bincount(bin_ids(prob, n_bins), minlength=n_bins)
+    return predicted, observed, counts
+
+
+def reliability_figure(
+    task: str,
+    y: ArrayLike,
+    scores: ArrayLike,
+    n_bins: int,
+    calibrated: ArrayLike | None = None,
+) -> Figure:
+    """Observed frequency against mean predicted probability per equal-width bin (sklearn's
+    calibration_curve), with the examples per bin below; ``calibrated``: a second curve
+    after temperature scaling. Binary: P(class 1); multiclass: top-label confidence against
+    correctness; multilabel: every label's probability pooled."""
+    if task == "regression":
+        raise ValueError("a reliability diagram needs a classification task")
+    y_arr, s_arr = check_scores(task, y, scores)
+    fig = Figure(figsize=(5.0, 6.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    curves = [("before" if calibrated is not None else "model", s_arr)]
+    if calibrated is not None:
+        curves.append(("after temperature scaling", check_scores(task, y_arr, calibrated)[1]))
+    edges = np.linspace(0, 1, n_bins + 1)
+    for (label, values), marker in zip(curves, ("o-", "s--"), strict=False):
+        predicted, observed, counts = _reliability_points(task, y_arr, values, n_bins)
+        top.plot(predicted, observed, marker, lw=1.2, ms=4, label=label)
+        bottom.stairs(counts, edges, label=label)
+    top.plot([0, 1], [0, 1], ":", color="grey", lw=1, label="perfect calibration")
+    what = {"binary": "P(class 1)", "multiclass": "top-label confidence"}.get(task, "P(label)")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed frequency", title=f"Reliability ({what})")
+    top.legend(loc="lower right", fontsize=8)
+    bottom.set(xlabel=f"predicted probability ({n_bins} equal-width bins)", ylabel="examples")
     return fig

@@ -25,11 +25,13 @@ from medflow.render.context import ReportContext
 from medflow.render.sections import (
     baselines,
     classics,
+    clinical,
     dataset,
     figures,
     provenance,
     representation,
     results,
+    signals,
     study,
     sweep,
 )
@@ -46,8 +48,10 @@ STUDY_SECTIONS: dict[str, tuple[str, Builder]] = {
     "sweep": ("Hyper-parameter sweep", sweep.build),
     "results": ("Test results", results.build),
     "figures": ("Best model: confusion matrix and ROC", figures.build),
+    "clinical": ("Clinical summary", clinical.build),
     "baselines": ("Baselines", baselines.build),
     "representation": ("Deep representation", representation.build),
+    "signals": ("Signals: example series and learned filters", signals.build),
 }
 
 

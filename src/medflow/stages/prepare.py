@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from medflow.config.types import DatasetConfig
-from medflow.data.base import Split
+from medflow.data.base import Split, fit_on_train
 from medflow.data.checks import check_splits
 from medflow.data.format import build_meta, write_prepared
 from medflow.data.registry import get_loader
@@ -29,6 +29,7 @@ def prepare_dataset(cfg: DatasetConfig, out_dir: Path) -> dict:
         splits["train"] = subsample_per_class(
             splits["train"], cfg.train_per_class, cfg.seed, data, cfg.name
         )
+    data, splits = fit_on_train(data, splits)  # e.g. a table's imputation and categories
     check_splits(cfg.name, splits, data.task, data.class_names)
     meta = build_meta(cfg.name, data, splits, cfg.to_dict())
     meta = write_prepared(out_dir, splits, meta)

@@ -1,6 +1,6 @@
 """The sweep stage: ``init`` (the Optuna study and its MLflow parent run), ``worker`` (trials
-that train through tracked training, as pretrain and refine do), ``best`` (best_params.json
-and trials.csv, logged to the parent run). The machinery is medflow.hpo.
+that train through tracked training, as pretrain and refine do), ``best`` (best_params.json,
+trials.csv and cells.json, logged to the parent run). The machinery is medflow.hpo.
 
 Only ``worker`` imports torch (inside it): init and best are short jobs that would spend
 seconds importing it, scikit-learn and matplotlib.
@@ -9,6 +9,9 @@ seconds importing it, scikit-learn and matplotlib.
 from __future__ import annotations
 
 import logging
+import os
+import random
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
     from medflow.tracking.client import Tracker
 
 log = logging.getLogger(__name__)
+
+TEST_DELAY_ENV = "MEDFLOW_TEST_TRIAL_DELAY_S"
 
 
 def _tags(study: StudyConfig, dataset_hash: str, stage: str) -> dict[str, str]:
@@ -66,6 +71,7 @@ def worker(ctx: StageContext, study: StudyConfig, name: str) -> int:
         ctx.experiment(study.name),
         _tags(study, target.content_hash, "trial"),
         worker=name,
+        space=search_space(study),
     )
 
 
@@ -74,15 +80,15 @@ def best(ctx: StageContext, study: StudyConfig) -> dict[str, Any]:
     layout = ctx.layout
     folder = layout.sweep(study.name)
     target = PreparedDataset.open(layout.prepared(study.target))
-    summary = summarize(
-        sweep_config(study), folder, optuna_study_name(study, target.content_hash), folder
-    )
+    name = optuna_study_name(study, target.content_hash)
+    summary = summarize(sweep_config(study), folder, name, folder, search_space(study))
     if "params" not in summary:
         raise MedflowError(f"{layout.sweep_best(study.name)} has no params")
     tracker = ctx.open_tracker()
     parent = layout.sweep_parent_run_id(study.name).read_text().strip()
     tracker.log_artifact(parent, str(layout.sweep_trials(study.name)))
     tracker.log_artifact(parent, str(layout.sweep_best(study.name)))
+    tracker.log_artifact(parent, str(layout.sweep_cells(study.name)))
     tracker.set_tags(
         parent,
         {
@@ -104,6 +110,7 @@ def _objective(
     from medflow.tracking.training import train_in_run
 
     cfg, space, monitor = sweep_config(study), search_space(study), study.train["monitor"]
+    pause = _test_delay()
 
     def objective(trial: optuna.Trial, run_id: str) -> float:
         params = suggest(trial, space)
@@ -113,6 +120,7 @@ def _objective(
         def report(epoch: int, metrics: dict[str, float]) -> None:
             trial.report(metrics[monitor], epoch)
             trial.set_user_attr("epochs_run", epoch)
+            pause()
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
@@ -135,6 +143,17 @@ def _objective(
         return result.best_value
 
     return objective
+
+
+def _test_delay() -> Callable[[], None]:
+    """Test-only: ``MEDFLOW_TEST_TRIAL_DELAY_S=x`` sleeps a random half to all of ``x`` seconds
+    after each epoch, so that tests can shuffle the workers' timing (and kill a worker
+    mid-trial); unset (always, outside tests) it does nothing."""
+    limit = float(os.environ.get(TEST_DELAY_ENV, "0") or 0)
+    if limit <= 0:
+        return lambda: None
+    rng = random.SystemRandom()  # deliberately unseeded: the point is irregular timing
+    return lambda: time.sleep(rng.uniform(limit / 2, limit))
 
 
 def _initial_model(

@@ -10,8 +10,11 @@ import numpy as np
 from scipy import stats
 
 # Metrics that live in [0, 1] (and their differences in [-1, 1]); mse/mae are >= 0.
-UNIT_METRICS = frozenset({"accuracy", "balanced_accuracy", "auc", "f1", "precision", "recall"})
-NON_NEGATIVE_METRICS = frozenset({"mse", "mae", "rmse", "loss"})
+UNIT_METRICS = frozenset(
+    {"accuracy", "balanced_accuracy", "auc", "f1", "precision", "recall"}
+    | {"sensitivity", "specificity", "ppv", "npv", "prevalence", "ece"}
+)
+NON_NEGATIVE_METRICS = frozenset({"mse", "mae", "rmse", "loss", "brier"})
 
 
 def metric_bounds(name: str) -> tuple[float, float]:

@@ -6,6 +6,10 @@ under the globally "current" experiment (Default) rather than the run's, so
 Starting a fluent run around it would be process-global state. Instead the same steps run with
 explicit ids: create the LoggedModel in the run's experiment, ``save_model`` locally, upload,
 link it as a run output, mark it READY.
+
+A user's model (``model.arch: package.module:factory``) is exported the same way: the "pt2"
+program holds the traced graph and weights, so loading it back needs neither medflow nor the
+user's module.
 """
 
 from __future__ import annotations
@@ -47,10 +51,15 @@ def log_torch_model(
     loadable without allowing pickle); use a batch size > 1 in ``input_example`` so the
     batch dimension stays dynamic. ``pip_requirements`` default to pinned mlflow/torch/numpy
     because MLflow's inference reloads the model in a subprocess (~15 s per model).
+    The model's ``weights_used`` (its initialisation: imagenet or random) is logged as the
+    param ``model.weights_used``.
     """
     from mlflow.entities import LoggedModelOutput
 
     tracker.flush(run_id)
+    weights_used = getattr(model, "weights_used", None)
+    if weights_used is not None:
+        tracker.log_params(run_id, {"model.weights_used": weights_used})
     cpu_model = copy.deepcopy(model).cpu().eval()
     signature = _signature(cpu_model, input_example)
     experiment_id = tracker.get_run(run_id).info.experiment_id

@@ -1,9 +1,9 @@
-"""The sweep section: best trial, trial states, the optimizer x activation heatmap,
+"""The sweep section: best trial, trial states, the optimizer x activation heatmap of every
+cell and the rankings of optimizers and activations (from the sweep-best job's cells.json),
 fANOVA importances (from the analyze stage), learning curves (MLflow), every trial."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,7 +38,8 @@ def build(ctx: ReportContext, study: StudyConfig) -> list[Block]:
         heading("Trial states"),
         *_state_counts(trials),
         heading("Best validation metric per optimizer \u00d7 activation"),
-        _heatmap(study, trials, metric, lower),
+        _heatmap(read_json(layout.sweep_cells(study.name)), metric, lower),
+        *_rankings(read_json(layout.sweep_cells(study.name)), metric),
         heading("Parameter importances (fANOVA)"),
         _importances(read_json(layout.analysis_importances(study.name))),
         heading("Learning curves of the best trials"),
@@ -70,49 +71,98 @@ def _state_counts(trials: pd.DataFrame) -> list[Block]:
     ]
 
 
-def _heatmap(study: StudyConfig, trials: pd.DataFrame, metric: str, lower: bool) -> Block:
-    if not {"optimizer", "activation"} <= set(trials.columns):
-        return note("trials.csv has no optimizer/activation columns.")
-    done = _ranked(trials, lower, ("COMPLETE", "PRUNED"))
-    if done.empty:
-        return note("No finished trial has a value.")
-    space = study.sweep["space"]
-    rows = list(dict.fromkeys([*space["optimizers"], *done["optimizer"]]))
-    cols = list(dict.fromkeys([*space["activations"], *done["activation"]]))
-    grouped = done.groupby(["optimizer", "activation"])["value"]
-    best = (grouped.min() if lower else grouped.max()).unstack().reindex(index=rows, columns=cols)
-    n = grouped.size().unstack().reindex(index=rows, columns=cols)
-    values = best.to_numpy(dtype=float)
-    fig = Figure(figsize=(1.6 + 1.3 * len(cols), 1.2 + 0.5 * len(rows)), layout="constrained")
-    ax = fig.add_subplot()
+def _heatmap(cells_doc: Mapping[str, Any] | None, metric: str, lower: bool) -> Block:
+    """cells.json (the sweep-best job's) as optimizer x activation heatmaps, one panel per
+    combination of the other categorical choices (freeze, ...): every cell of the design."""
+    if cells_doc is None:
+        return note("No cells.json (the sweep-best job writes it).")
+    cells = pd.DataFrame(cells_doc.get("cells") or [])
+    if cells.empty or not {"optimizer", "activation"} <= set(cells.columns):
+        return note("cells.json has no optimizer x activation cells.")
+    others = [d for d in cells_doc.get("dimensions", []) if d not in ("optimizer", "activation")]
+    panels = list(cells.groupby(others, sort=False)) if others else [((), cells)]
+    rows = list(dict.fromkeys(cells["optimizer"]))
+    cols = list(dict.fromkeys(cells["activation"]))
+    finite = cells["best"].dropna().to_numpy(dtype=float)
+    vmin, vmax, extend = _robust_limits(finite, lower) if finite.size else (0, 1, "neither")
     cmap = colormaps["viridis_r" if lower else "viridis"].with_extremes(bad="white")
-    vmin, vmax, extend = _robust_limits(values[np.isfinite(values)], lower)
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(len(cols)), cols)
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("activation")
-    ax.set_ylabel("optimizer")
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            if not math.isnan(values[i, j]):
-                ax.text(
-                    j,
-                    i,
-                    f"{values[i, j]:.3g}\n(n={int(n.iat[i, j])})",
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="black",
-                    bbox={"facecolor": "white", "alpha": 0.6, "lw": 0, "pad": 1},
-                )
-    label = f"{metric} ({'lower' if lower else 'higher'} is better)"
-    fig.colorbar(image, ax=ax, label=label, extend=extend)
-    caption = (
-        f"Best {metric} over completed and pruned trials per cell (the "
-        f"{'lowest' if lower else 'highest'} value; a pruned trial counts with the last value it "
-        "reported). Blank cells: no trial."
+    fig = Figure(
+        figsize=(1.6 + 1.5 * len(cols) * len(panels), 1.4 + 0.6 * len(rows)), layout="constrained"
     )
-    return figure(fig, caption, f"heatmap of best {metric}")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (key, panel) in zip(axes, panels, strict=True):
+        grid = panel.set_index(["optimizer", "activation"]).reindex(
+            pd.MultiIndex.from_product([rows, cols])
+        )
+        values = grid["best"].to_numpy(dtype=float).reshape(len(rows), len(cols))
+        image = ax.imshow(
+            np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto"
+        )
+        ax.set_xticks(range(len(cols)), cols)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xlabel("activation")
+        ax.set_ylabel("optimizer")
+        if others:
+            names = key if isinstance(key, tuple) else (key,)
+            ax.set_title(", ".join(f"{d}={v}" for d, v in zip(others, names, strict=True)))
+        for (i, j), cell in zip(np.ndindex(values.shape), grid.itertuples(), strict=True):
+            ax.text(
+                j,
+                i,
+                _cell_label(cell),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black",
+                bbox={"facecolor": "white", "alpha": 0.6, "lw": 0, "pad": 1},
+            )
+    fig.colorbar(
+        image,
+        ax=list(axes),
+        label=f"{metric} ({'lower' if lower else 'higher'} is better)",
+        extend=extend,
+    )
+    caption = (
+        f"Best validation {metric} per cell ({cells_doc.get('design')} design) and the spread "
+        "[min, max] of its trials' best values; a pruned trial counts with the best value it "
+        "reached before it was stopped (n = trials, p = of them pruned). Blank: no trial."
+    )
+    return figure(fig, caption, f"heatmap of best {metric} per cell")
+
+
+def _cell_label(cell: Any) -> str:
+    if pd.isna(cell.best):
+        return "no trial"
+    label = f"{cell.best:.3g}"
+    if cell.n_trials > 1 and not pd.isna(cell.min):
+        label += f"\n[{cell.min:.3g}, {cell.max:.3g}]"
+    pruned = f", {int(cell.n_pruned)}p" if cell.n_pruned else ""
+    return f"{label}\nn={int(cell.n_trials)}{pruned}"
+
+
+def _rankings(cells_doc: Mapping[str, Any] | None, metric: str) -> list[Block]:
+    rankings = (cells_doc or {}).get("rankings") or {}
+    if not rankings:
+        return [note("No ranking (cells.json missing, or no factor with two or more choices).")]
+    blocks: list[Block] = []
+    for factor, rows in rankings.items():
+        df = pd.DataFrame(rows)
+        df = df.rename(columns={"level": factor, "mean": f"mean best {metric}"})
+        df["95% interval"] = [
+            NONE if pd.isna(lo) else f"[{lo:.4g}, {hi:.4g}]"
+            for lo, hi in zip(df.pop("low"), df.pop("high"), strict=True)
+        ]
+        df = df[["rank", factor, f"mean best {metric}", "95% interval", "n_cells"]]
+        blocks += [heading(f"Ranking of {factor}s", level=5), table(df)]
+    blocks.append(
+        p(
+            f"Each level's mean of the best {metric} of the cells holding it (the marginal mean "
+            f"over the other choices), with a {cells_doc.get('interval', '95% t-interval')}: "
+            "it says how consistently a choice does across the others, not the noise of one "
+            "training run. Overlapping intervals: the sweep cannot tell those choices apart."
+        )
+    )
+    return blocks
 
 
 def _robust_limits(finite: np.ndarray, lower: bool) -> tuple[float, float, str]:

@@ -1,0 +1,98 @@
+"""Every shipped real-data config runs as shipped, through snakemake, on generated files
+with the real keys, dtypes, shapes and split sizes of the datasets it names; shortened
+only by --config overrides of epochs, trials and seeds."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, run_snakemake
+from tests.medmnist_files import write_medmnist_flag
+from tests.readme_commands import run_readme_block
+
+pytestmark = pytest.mark.slow
+
+PROFILE = REPO / "workflow" / "profiles" / "default"
+
+
+def _shortened(config: dict, *, trials: int = 2) -> str:
+    """--config value: one epoch everywhere, ``trials`` sweep trials, one refine seed."""
+    studies = {}
+    for name, study in config["studies"].items():
+        short = {
+            "train": {"epochs": 1},
+            "sweep": {"n_trials": trials, "epochs": 1},
+            "refine": {"seeds": [0]},
+        }
+        if study.get("pretrain"):
+            short["pretrain"] = {"epochs": 1}
+        studies[name] = short
+    return "studies=" + yaml.safe_dump(studies, default_flow_style=True, width=1_000_000).strip()
+
+
+def _run_shipped(
+    tmp_path: Path, config_name: str, readme_block: str | None = None
+) -> tuple[dict, float]:
+    """Run a shipped config on generated files: through the README's own commands where
+    it gives them (``readme_block``), else with the plain snakemake command."""
+    path = REPO / "config" / config_name
+    config = yaml.safe_load(path.read_text())
+    for dataset in config["datasets"].values():
+        options = dataset["options"]
+        write_medmnist_flag(tmp_path / options["root"], options["flag"], options["size"])
+    started = time.perf_counter()
+    if readme_block:
+        result = run_readme_block(tmp_path, readme_block, _shortened(config))
+    else:
+        result = run_snakemake(
+            "--profile", str(PROFILE), "--cores", "2", "--configfile", str(path),
+            "--config", _shortened(config), workdir=tmp_path, timeout=1500,
+        )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    print(f"{config_name}: shortened run took {elapsed:.0f} s")
+    return config, elapsed
+
+
+def _metrics(tmp_path: Path, study: str) -> dict:
+    return json.loads((tmp_path / "results/evaluate" / study / "metrics.json").read_text())
+
+
+def test_medmnist_transfer_config_runs_as_shipped(tmp_path):
+    config, _ = _run_shipped(tmp_path, "medmnist.yaml", readme_block="medmnist")
+    assert set(config["studies"]) == {"breastmnist", "pneumoniamnist"}
+    for study, n_test in (("breastmnist", 156), ("pneumoniamnist", 624)):
+        metrics = _metrics(tmp_path, study)
+        assert metrics["n_test"] == n_test
+        assert set(metrics["summary"]) >= {"finetune", "linear_probe", "scratch"}
+        for activation in config["studies"][study]["sweep"]["space"]["activations"]:
+            assert (tmp_path / f"results/pretrain/{study}/{activation}/model.pt").is_file()
+    meta = json.loads((tmp_path / "results/data/organamnist/meta.json").read_text())
+    assert len(meta["class_names"]) == 11
+    assert (tmp_path / "results/report/index.html").is_file()
+
+
+def test_chestmnist_multilabel_config_runs_as_shipped(tmp_path):
+    _run_shipped(tmp_path, "chestmnist.yaml")
+    metrics = _metrics(tmp_path, "chestmnist")
+    assert metrics["task"] == "multilabel" and metrics["n_test"] == 22433
+    per_label = metrics["best_on_validation"]["per_class"]
+    assert len(per_label) == 14
+    assert all(0.0 <= row["auc"] <= 1.0 for row in per_label)
+    assert "auc" in metrics["summary"]["scratch"]
+
+
+def test_medmnist_plus_config_runs_as_shipped_without_downloading_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty hub cache
+    _run_shipped(tmp_path, "medmnist_plus.yaml")
+    for study in ("breastmnist128_imagenet", "breastmnist128_random"):
+        metrics = _metrics(tmp_path, study)
+        assert metrics["n_test"] == 156
+    assert not (tmp_path / "torch-home").exists() or not any(
+        (tmp_path / "torch-home").rglob("*.pth")
+    )
