@@ -168,3 +168,9 @@ def tracker(migrated_db: Path, tmp_path: Path) -> Tracker:
     db = tmp_path / "mlflow.db"
     shutil.copyfile(migrated_db, db)
     return Tracker(sqlite_uri(db), tmp_path / "mlartifacts")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end (``slow``) tests first: with ``-n 2`` the many short tests then fill the
+    gaps, instead of the last minutes running a few long workflows on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -1,14 +1,13 @@
 """Clinical tables as they come (the csv source's options), through the real prepare stage on
 files pandas writes: positive class, dropped ID columns, one-hot categories fitted on train,
 train-only imputation, separators and decimal commas; each bad value is one line naming the
-option and the column. The last test runs the shipped template config through snakemake."""
+option and the column. The shipped template runs through snakemake in
+tests/test_readme_own_study.py, as the README's commands."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from medflow.config.types import DatasetConfig
 from medflow.data.base import SPLITS
 from medflow.data.format import PreparedDataset
 from medflow.stages.prepare import prepare_dataset
-from tests.conftest import REPO, run_snakemake
+from tests.conftest import REPO
 
 TEMPLATE = REPO / "config" / "examples" / "clinical_csv.yaml"
 
@@ -387,7 +386,7 @@ def test_the_same_separator_and_decimal_mark_is_refused(tmp_path, capsys):
     assert "options.sep and options.decimal are both ','" in line
 
 
-# --- the shipped template, end to end --------------------------------------------------------
+# --- the file the shipped template names (run in tests/test_readme_own_study.py) -------------
 
 
 def cells(note: str) -> int:
@@ -402,42 +401,3 @@ def template_csv(path: Path) -> Path:
     frame.loc[[12, 150], "smoker"] = np.nan
     frame.loc[[60], "systolic_bp"] = np.nan
     return write(frame, path, sep=";", decimal=",")
-
-
-@pytest.mark.slow
-def test_clinical_csv_template_runs_end_to_end(tmp_path):
-    shutil.copyfile(TEMPLATE, tmp_path / "clinical_csv.yaml")
-    template_csv(tmp_path / "data" / "clinical.csv")
-    # Shortened only in epochs, trials and seeds; everything else as shipped.
-    short = (
-        "studies={clinical: {train: {epochs: 3}, sweep: {n_trials: 2, epochs: 2}, "
-        "refine: {seeds: [0]}}}"
-    )
-    started = time.perf_counter()
-    result = run_snakemake(
-        "--profile",
-        str(REPO / "workflow" / "profiles" / "default"),
-        "--cores",
-        "2",
-        "--configfile",
-        str(tmp_path / "clinical_csv.yaml"),
-        "--config",
-        short,
-        workdir=tmp_path,
-    )
-    print(f"clinical_csv template, shortened: {time.perf_counter() - started:.1f}s")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    meta = json.loads((tmp_path / "results/data/clinical/meta.json").read_text())
-    assert meta["class_names"] == ["no", "yes"]
-    assert "patient_id" not in meta["feature_names"]
-    assert {"sex=female", "sex=male", "smoker=current"} <= set(meta["feature_names"])
-    assert meta["notes"]["missing"] == "impute_median"
-    imputed = {k.split(":")[1] for k in meta["notes"] if k.startswith("imputed_value:")}
-    assert imputed == {"age", "bmi", "systolic_bp"}
-    assert cells(meta["notes"]["missing_cells:age"]) == 3  # "train 2, val 1, test 0"
-    assert cells(meta["notes"]["missing_cells:smoker"]) == 2
-    assert sum(meta["split_sizes"].values()) == 200
-    metrics = tmp_path / "results/evaluate/clinical/metrics.json"
-    assert metrics.exists()
-    report = (tmp_path / "results/report/index.html").read_text()
-    assert "note: imputed_value:age" in report and "note: positive_class" in report

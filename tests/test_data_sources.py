@@ -64,7 +64,8 @@ def test_breast_cancer_meta_and_train_only_normalisation(tmp_path):
     assert meta["task"] == "binary" and meta["kind"] == "tabular"
     assert meta["input_shape"] == [30]
     assert sum(meta["split_sizes"].values()) == 569
-    assert meta["class_names"] == ["malignant", "benign"]
+    assert meta["class_names"] == ["benign", "malignant"]  # malignant is the positive class
+    assert int(np.concatenate([ds.load(s).y for s in SPLITS]).sum()) == 212  # malignant
     assert len(meta["content_hash"]) == 16
     train = ds.load("train").x.astype(np.float64)
     everything = np.concatenate([ds.load(s).x for s in SPLITS]).astype(np.float64)

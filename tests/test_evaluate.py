@@ -387,7 +387,7 @@ def test_binary_study_reports_operating_point_calibration_and_card(tmp_path) -> 
     assert json.loads(layout.evaluate_metrics("cancer").read_text())["summary"] == doc["summary"]
     scratch = doc["summary"]["scratch"]
     op = scratch["operating_point"]
-    assert (op["rule"], op["target"], op["positive_class"]) == ("sensitivity", 0.9, "benign")
+    assert (op["rule"], op["target"], op["positive_class"]) == ("sensitivity", 0.9, "malignant")
     # each seed's threshold reaches the target sensitivity on its validation predictions
     dataset = PreparedDataset.open(layout.prepared("cancer"))
     val = dataset.load("val")
@@ -404,10 +404,10 @@ def test_binary_study_reports_operating_point_calibration_and_card(tmp_path) -> 
     assert "brier_calibrated" in scratch and doc["calibration"]["method"] == "temperature"
     assert all(r["temperature"] > 0 for r in doc["runs"])
     assert sum(map(sum, op["confusion"][0])) == doc["n_test"]
-    assert op["per_class"][0]["class"] == "benign"
+    assert op["per_class"][0]["class"] == "malignant"
 
     card = layout.evaluate_model_card("cancer").read_text()
-    for part in ("Positive class", "**benign**", "class_weight = none", "sampler = uniform"):
+    for part in ("Positive class", "**malignant**", "class_weight = none", "sampler = uniform"):
         assert part in card, part
     assert layout.evaluate_reliability("cancer").stat().st_size > 1000
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.readme_commands import run_readme_block
-from tests.test_csv_options import template_csv
+from tests.test_csv_options import cells, template_csv
 
 pytestmark = pytest.mark.slow
 
@@ -62,4 +62,15 @@ def test_readme_commands_from_a_clinical_table(tmp_path):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     _check_study(tmp_path, "clinical", {"scratch"})
     meta = json.loads((tmp_path / "results/data/clinical/meta.json").read_text())
-    assert any(name.startswith("sex=") for name in meta["feature_names"])
+    # The template's options as shipped: positive class, dropped ID, one-hot, imputation.
+    assert meta["class_names"] == ["no", "yes"]
+    assert "patient_id" not in meta["feature_names"]
+    assert {"sex=female", "sex=male", "smoker=current"} <= set(meta["feature_names"])
+    assert meta["notes"]["missing"] == "impute_median"
+    imputed = {k.split(":")[1] for k in meta["notes"] if k.startswith("imputed_value:")}
+    assert imputed == {"age", "bmi", "systolic_bp"}
+    assert cells(meta["notes"]["missing_cells:age"]) == 3  # "train 2, val 1, test 0"
+    assert cells(meta["notes"]["missing_cells:smoker"]) == 2
+    assert sum(meta["split_sizes"].values()) == 200
+    report = (tmp_path / "results/report/index.html").read_text()
+    assert "note: imputed_value:age" in report and "note: positive_class" in report

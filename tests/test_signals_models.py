@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from medflow.analysis.representation import saliency
 from medflow.config.schema import validate_section
 from medflow.data.sources.synthetic_signals import load as load_signals
 from medflow.ml.batches import augment
@@ -136,3 +137,27 @@ def test_image_augmentations_leave_series_alone_and_vice_versa():
     gen = torch.Generator().manual_seed(0)
     assert torch.equal(augment(series, "flip", gen), series)
     assert torch.equal(augment(images, "jitter", gen), images)
+
+
+class _LastSampleModel(torch.nn.Module):
+    """Logits from the last time step only: the saliency must be zero everywhere else."""
+
+    def __init__(self, outputs: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(2, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x[:, :, -1])
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_saliency_is_where_the_prediction_looks(outputs: int) -> None:
+    torch.manual_seed(0)
+    model = _LastSampleModel(outputs)
+    x = torch.randn(5, 2, 16)
+    sal, predicted = saliency(model, x)
+    assert sal.shape == (5, 16) and predicted.shape == (5,)
+    assert np.all(sal[:, :-1] == 0) and np.all(sal[:, -1] > 0)
+    logits = model(x).detach()
+    expected = (logits.reshape(-1) > 0).long() if outputs == 1 else logits.argmax(dim=1)
+    assert predicted.tolist() == expected.tolist()

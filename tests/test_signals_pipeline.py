@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medflow.analysis.baseline import LOGISTIC, NEAREST
 from medflow.data.format import PreparedDataset
 from medflow.layout import Layout
 from tests.conftest import run_snakemake
@@ -89,3 +90,16 @@ def test_signals_dag_pretrain_sweep_refine_evaluate_report(tmp_path: Path):
     assert "report-error" not in signals
     # Example series per class and the best 1-D CNN's first-layer filters.
     assert signals.count("data:image/png;base64,") == 2
+    # The classical baselines on the same split, and the saliency of a few test series.
+    baseline = json.loads((tmp_path / "results/evaluate/tiny/analysis/baseline.json").read_text())
+    methods = [b["method"] for b in baseline["baselines"]]
+    assert methods == [NEAREST, LOGISTIC]
+    assert all(0.0 <= b["metrics"]["accuracy"] <= 1.0 for b in baseline["baselines"])
+    assert baseline["n_test"] == target.meta["split_sizes"]["test"]
+    shown = report.split('id="baselines-tiny"', 1)[1].split("</section>", 1)[0]
+    assert NEAREST in shown and "ours: finetune" in shown
+    representation = json.loads(
+        (tmp_path / "results/evaluate/tiny/analysis/representation.json").read_text()
+    )
+    assert [f["file"] for f in representation["figures"]] == ["saliency.png"]
+    assert (tmp_path / "results/evaluate/tiny/analysis/figures/saliency.png").stat().st_size > 0

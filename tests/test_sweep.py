@@ -293,6 +293,7 @@ def test_init_sweep_is_idempotent(tracker: Tracker, sweep_dir: Path) -> None:
 # --------------------------------------------------------------------------- workers
 
 
+@pytest.mark.slow
 def test_concurrent_workers_finish_exactly_the_budget(
     tracker: Tracker, sweep_dir: Path, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:

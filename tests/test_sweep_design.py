@@ -31,6 +31,7 @@ from optuna.trial import TrialState, create_trial
 from medflow.config.schema import validate_config
 from medflow.config.types import MedflowConfig
 from medflow.errors import ConfigError
+from medflow.hpo.cells import cell_summary
 from medflow.hpo.design import GENERATION_ATTR, SweepPlan
 from medflow.hpo.pruning import GenerationMedianPruner
 from medflow.hpo.space import SearchSpace, SweepConfig
@@ -90,6 +91,38 @@ def test_factorial_plan_gives_every_cell_trials_per_cell_slots_at_the_same_point
     other_seed = SweepPlan(sweep_cfg(design="factorial", trials_per_cell=3, seed=8), space)
     assert other_seed.fixed_params(0) != slots[0]
     assert SweepPlan(sweep_cfg(design="tpe", n_trials=5), space).n_trials == 5
+
+
+def test_rankings_pair_levels_by_the_other_choices_and_stay_in_the_metric_range() -> None:
+    """adam is 0.1 below sgd under every activation (+-0.02), while the activations differ by
+    1.0: the marginal intervals overlap, the paired gap's interval excludes 0."""
+    space = SearchSpace.from_schema(
+        optimizers=["sgd", "adam"], activations=["sigmoid", "tanh", "relu"], lr=[0.001, 0.3]
+    )
+    plan = SweepPlan(sweep_cfg(design="factorial", trials_per_cell=1), space)
+    base = {"sigmoid": 2.0, "tanh": 1.0, "relu": 0.05}
+    noise = {"sigmoid": 0.02, "tanh": -0.02, "relu": 0.0}
+    values = {("sgd", a): v + 0.1 for a, v in base.items()}
+    values |= {("adam", a): v + noise[a] for a, v in base.items()}
+    dist = {
+        "optimizer": optuna.distributions.CategoricalDistribution(["sgd", "adam"]),
+        "activation": optuna.distributions.CategoricalDistribution(list(base)),
+    }
+    trials = [
+        create_trial(params={"optimizer": o, "activation": a}, distributions=dist, value=v)
+        for (o, a), v in values.items()
+    ]
+    doc = cell_summary(plan, trials, "val_loss")
+    assert all(c["n_trials"] == 1 for c in doc["cells"]) and len(doc["cells"]) == 6
+    adam, sgd = doc["rankings"]["optimizer"]
+    assert (adam["level"], adam["rank"], sgd["level"], sgd["rank"]) == ("adam", 1, "sgd", 2)
+    assert adam["low"] == 0.0  # the t-interval reaches below 0; a loss cannot
+    assert sgd["low"] < adam["high"]  # the marginal means cannot tell them apart ...
+    assert sgd["gap"] == pytest.approx(0.1)
+    assert 0 < sgd["gap_low"] < 0.1 < sgd["gap_high"]  # ... the paired gap can
+    assert adam["gap"] is None  # the reference level
+    relu = doc["rankings"]["activation"][0]
+    assert relu["level"] == "relu" and relu["n_cells"] == 2
 
 
 def test_hyperband_is_refused_in_a_reproducible_sweep() -> None:
@@ -250,6 +283,7 @@ def sweeps(tmp_path: Path, store: str, prepared: Path):
         sweep.kill_all()
 
 
+@pytest.mark.slow
 def test_one_two_or_three_workers_with_irregular_timing_give_the_same_trials(
     sweeps: Callable[[str, float], Sweep],
 ) -> None:
@@ -287,6 +321,7 @@ def _running_trial_of(sweep: Sweep, worker: str) -> bool:
     return any(t.user_attrs.get("worker") == worker and t.intermediate_values for t in trials)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_generation_resumes_to_the_same_trials(
     sweeps: Callable[[str, float], Sweep],
 ) -> None:
@@ -323,6 +358,7 @@ def _by_slot(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[Any, ...]]:
     )
 
 
+@pytest.mark.slow
 def test_reproducible_tpe_gives_the_same_trials_with_one_or_three_workers(
     tracker: Tracker, tmp_path: Path, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:

@@ -320,6 +320,7 @@ def user_model_config(arch: str) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_user_model_runs_the_whole_dag_and_loads_back_from_mlflow(
     user_module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

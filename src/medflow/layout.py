@@ -207,7 +207,8 @@ class Layout:
         return self.evaluate(study) / "analysis"
 
     def analysis_baseline(self, study: str) -> Path:
-        """The classical baseline (logistic regression) scored on the test split."""
+        """The classical baselines (tabular: logistic regression; sequence: 1-NN, logistic
+        regression) scored on the test split."""
         return self.analysis(study) / "baseline.json"
 
     def analysis_importances(self, study: str) -> Path:
@@ -227,6 +228,10 @@ class Layout:
 
     def analysis_feature_maps(self, study: str) -> Path:
         return self.analysis_figures(study) / "feature_maps.png"
+
+    def analysis_saliency(self, study: str) -> Path:
+        """Time-resolved saliency of a few test series (sequence targets)."""
+        return self.analysis_figures(study) / "saliency.png"
 
     # ---- report
 

@@ -1,5 +1,6 @@
-"""What the first layer of a trained conv model learned: its filters, and the feature maps
-after the first conv block for a few test images (one per class where possible)."""
+"""What a trained model learned: for image models the first layer's filters and the feature
+maps after the first conv block for a few test images; for sequence models a time-resolved
+gradient saliency of a few test series (one per class where possible)."""
 
 from __future__ import annotations
 
@@ -110,3 +111,58 @@ def feature_maps_figure(model: nn.Module, data: PreparedDataset, who: str) -> tu
         f"images; the {len(order)} channels with the most variance; model {who}."
     )
     return fig, caption
+
+
+def saliency(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(|d logit of the predicted class / d input| summed over channels (N, T), predicted
+    class (N,)). Binary models have one logit: its sign is the decision, so the saliency of
+    a negative prediction is that of the negated logit (the same magnitude)."""
+    model.eval()
+    x = x.clone().requires_grad_(True)
+    logits = model(x)
+    if logits.ndim == 1 or logits.shape[1] == 1:
+        z = logits.reshape(-1)
+        predicted = (z > 0).long()
+        chosen = z
+    else:
+        predicted = logits.argmax(dim=1)
+        chosen = logits.gather(1, predicted[:, None]).squeeze(1)
+    (grad,) = torch.autograd.grad(chosen.sum(), x)
+    return grad.abs().sum(dim=1).detach().cpu().numpy(), predicted.cpu().numpy()
+
+
+def saliency_figure(model: nn.Module, data: PreparedDataset, who: str) -> tuple[Figure, str]:
+    """A few test series (one per class where possible), each over its time-resolved
+    gradient saliency, and the caption."""
+    test = data.load("test")
+    rows = example_rows(test.y, count=4)
+    x = torch.from_numpy(data.normalise(test.x[rows]))
+    sal, predicted = saliency(model, x)
+    rate = data.meta.get("sampling_rate")
+    t = np.arange(test.x.shape[-1]) / (rate or 1.0)
+    names = data.meta.get("class_names") or []
+    fig = Figure(figsize=(8, 1.5 * len(rows) + 0.4), layout="constrained")
+    axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, row, s, pred in zip(axes, rows, sal, predicted, strict=True):
+        shade = ax.twinx()
+        shade.fill_between(t, 0, s / (s.max() or 1.0), color="tab:red", alpha=0.25, step="mid")
+        shade.set_ylim(0, 1.05)
+        shade.set_yticks([])
+        ax.plot(t, test.x[row, 0], color="black", linewidth=0.8)
+        ax.set_zorder(shade.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        truth, guess = _name(names, test.y[row]), _name(names, pred)
+        ax.set_title(f"test #{row}: {truth}, predicted {guess}", fontsize=7, loc="left")
+        ax.tick_params(labelsize=7)
+    axes[-1].set_xlabel("seconds" if rate else "samples")
+    caption = (
+        f"Time-resolved saliency for {len(rows)} test series: |gradient| of the predicted "
+        f"class's logit with respect to each input sample (summed over channels, red, scaled "
+        f"per series) under the first channel (black); model {who}."
+    )
+    return fig, caption
+
+
+def _name(names: list[str], label: Any) -> str:
+    k = int(np.asarray(label).reshape(-1)[0])
+    return names[k] if k < len(names) else str(k)

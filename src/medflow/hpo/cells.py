@@ -8,8 +8,14 @@ its trials; its spread their min, max and standard deviation.
 
 The ranking of a factor's level (e.g. adam) is the mean of the best values of the cells holding
 it, i.e. the marginal mean over the other factors' levels, with a 95% t-interval over those
-cells: it says how consistently the level does across the other choices, not the noise of one
-training run (the refine stage's seeds measure that).
+cells (clipped to the metric's range): it says how consistently the level does across the
+other choices, not the noise of one training run (the refine stage's seeds measure that).
+
+Beside it, each level's difference from the top-ranked level, paired by the other factors'
+levels (adagrad/relu against adam/relu, adagrad/tanh against adam/tanh, ...), with a 95%
+t-interval over those pairs: pairing removes what the other choices add to every level alike,
+so "how much worse is adagrad than adam here" gets a much narrower interval than the two
+marginal means would suggest.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from medflow.hpo.design import SweepPlan, categorical_dimensions
+from medflow.stats.intervals import metric_bounds
 
 LEVEL = 0.95
 
@@ -50,22 +57,50 @@ def _spread(values: list[float], maximize: bool) -> dict[str, Any]:
     }
 
 
-def _interval(values: list[float]) -> tuple[float | None, float | None]:
+def _interval(
+    values: list[float], bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> tuple[float | None, float | None]:
     if len(values) < 2:
         return None, None
     sem = stats.sem(values)
     if sem == 0:
         return float(values[0]), float(values[0])
     low, high = stats.t.interval(LEVEL, len(values) - 1, loc=statistics.fmean(values), scale=sem)
-    return float(low), float(high)
+    return float(max(low, bounds[0])), float(min(high, bounds[1]))
 
 
-def _ranking(cells: list[dict[str, Any]], param: str, maximize: bool) -> list[dict[str, Any]]:
+def _others(cell: dict[str, Any], param: str, params: Sequence[str]) -> tuple[Any, ...]:
+    """The cell's levels of every factor but ``param``: what pairs it with other levels."""
+    return tuple(cell[k] for k in params if k != param)
+
+
+def _paired_gaps(
+    cells: list[dict[str, Any]], param: str, params: Sequence[str], top: Any
+) -> dict[Any, dict[str, Any]]:
+    """level -> its cells' best minus the top level's best in the matching cell, averaged
+    over the pairs both have, with a t-interval over the pairs."""
+    top_best = {_others(c, param, params): c["best"] for c in cells if c[param] == top}
+    gaps: dict[Any, list[float]] = {}
+    for c in cells:
+        matched = top_best.get(_others(c, param, params))
+        if c[param] != top and c["best"] is not None and matched is not None:
+            gaps.setdefault(c[param], []).append(c["best"] - matched)
+    out = {}
+    for level, diffs in gaps.items():
+        low, high = _interval(diffs)
+        out[level] = {"gap": statistics.fmean(diffs), "gap_low": low, "gap_high": high}
+    return out
+
+
+def _ranking(
+    cells: list[dict[str, Any]], param: str, params: Sequence[str], metric: str, maximize: bool
+) -> list[dict[str, Any]]:
     levels = dict.fromkeys(c[param] for c in cells)
+    bounds = metric_bounds(metric)
     rows = []
     for level in levels:
         bests = [c["best"] for c in cells if c[param] == level and c["best"] is not None]
-        low, high = _interval(bests)
+        low, high = _interval(bests, bounds)
         rows.append(
             {
                 "level": level,
@@ -76,8 +111,10 @@ def _ranking(cells: list[dict[str, Any]], param: str, maximize: bool) -> list[di
             }
         )
     rows.sort(key=lambda r: (r["mean"] is None, -(r["mean"] or 0) if maximize else r["mean"]))
+    gaps = _paired_gaps(cells, param, params, rows[0]["level"]) if rows else {}
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
+        row.update(gaps.get(row["level"], {"gap": None, "gap_low": None, "gap_high": None}))
     return rows
 
 
@@ -107,10 +144,14 @@ def cell_summary(plan: SweepPlan, trials: Sequence[FrozenTrial], metric: str) ->
         "reproducible": plan.cfg.reproducible,
         "dimensions": params,
         "interval": f"{LEVEL:.0%} t-interval over cells of the marginal mean of cell bests",
+        "gap_interval": (
+            f"{LEVEL:.0%} t-interval of the difference from the top-ranked level, paired by "
+            "the other factors' levels"
+        ),
         "cells": cells,
         # Factors with one level (e.g. a single activation) have nothing to rank.
         "rankings": {
-            d.param: _ranking(cells, d.param, maximize)
+            d.param: _ranking(cells, d.param, params, metric, maximize)
             for d in dims
             if len(getattr(plan.space, d.key)) > 1
         },

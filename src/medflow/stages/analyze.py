@@ -1,9 +1,10 @@
 """The analyze stage: what the report shows that needs the test split, a trained model or
 the Optuna study, computed once per study into files under evaluate/<study>/analysis/.
 
-baseline.json (logistic regression on tabular targets), importances.json (fANOVA on the
-sweep), representation.json plus figures/ (first-layer filters and feature maps of the
-model best on validation). Evaluate-side: with evaluate, the only jobs that read test data.
+baseline.json (classical baselines on tabular and sequence targets), importances.json
+(fANOVA on the sweep), representation.json plus figures/ (first-layer filters and feature
+maps, or for sequences a time-resolved saliency, of the model best on validation).
+Evaluate-side: with evaluate, the only jobs that read test data.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from medflow.analysis.baseline import logistic_baseline
+from medflow.analysis.baseline import classical_baselines
 from medflow.analysis.importance import fanova_importances
-from medflow.analysis.representation import feature_maps_figure, filters_figure, first_conv
+from medflow.analysis.representation import (
+    feature_maps_figure,
+    filters_figure,
+    first_conv,
+    saliency_figure,
+)
 from medflow.config.types import StudyConfig
 from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
@@ -40,7 +46,7 @@ def run(ctx: StageContext, study: StudyConfig) -> dict[str, Any]:
     data = PreparedDataset.open(layout.prepared(study.target))
     layout.analysis(study.name).mkdir(parents=True, exist_ok=True)
     docs = {
-        layout.analysis_baseline(study.name): logistic_baseline(data),
+        layout.analysis_baseline(study.name): classical_baselines(data),
         layout.analysis_importances(study.name): importances(layout, study),
         layout.analysis_representation(study.name): representation(layout, study, data),
     }
@@ -82,13 +88,20 @@ def _best_model(layout: Layout, study: StudyConfig) -> tuple[str, int, Path] | N
 
 
 def representation(layout: Layout, study: StudyConfig, data: PreparedDataset) -> dict[str, Any]:
-    """Draw the filters and feature-map figures; the record says which exist, and why not."""
+    """Draw the representation figures of the model best on validation (images: filters and
+    feature maps; sequences: saliency); the record says which exist, and why not."""
     figures = layout.analysis_figures(study.name)
     figures.mkdir(parents=True, exist_ok=True)
-    for stale in (layout.analysis_filters(study.name), layout.analysis_feature_maps(study.name)):
+    name = study.name
+    for stale in (
+        layout.analysis_filters(name),
+        layout.analysis_feature_maps(name),
+        layout.analysis_saliency(name),
+    ):
         stale.unlink(missing_ok=True)
-    if data.meta.get("kind") != "image":
-        note = "Does not apply: the target is not image data, so there are no conv filters."
+    kind = data.meta.get("kind")
+    if kind not in ("image", "sequence"):
+        note = f"Does not apply: the target is {kind} data, with no conv filters or time axis."
         return {"status": "not_applicable", "note": note}
     found = _best_model(layout, study)
     if found is None:
@@ -96,18 +109,21 @@ def representation(layout: Layout, study: StudyConfig, data: PreparedDataset) ->
         return {"status": "missing", "note": note}
     mode, seed, path = found
     model, _ = load_model_file(path)
-    conv = first_conv(model)
-    if conv is None:
-        note = f"Does not apply: the {study.model.get('arch')} model has no conv layer."
-        return {"status": "not_applicable", "note": note}
     who = f"{mode} seed {seed}"
-    drawn = {
-        layout.analysis_filters(study.name): (filters_figure(conv, who), "first-layer filters"),
-        layout.analysis_feature_maps(study.name): (
-            feature_maps_figure(model, data, who),
-            "feature maps",
-        ),
-    }
+    if kind == "sequence":
+        drawn = {layout.analysis_saliency(name): (saliency_figure(model, data, who), "saliency")}
+    else:
+        conv = first_conv(model)
+        if conv is None:
+            note = f"Does not apply: the {study.model.get('arch')} model has no conv layer."
+            return {"status": "not_applicable", "note": note}
+        drawn = {
+            layout.analysis_filters(name): (filters_figure(conv, who), "first-layer filters"),
+            layout.analysis_feature_maps(name): (
+                feature_maps_figure(model, data, who),
+                "feature maps",
+            ),
+        }
     entries = []
     for png, ((fig, caption), alt) in drawn.items():
         _save_png(fig, png)

@@ -1,5 +1,6 @@
 """The baselines section: published MedMNIST v2 numbers (a data file shipped with the
-package) for MedMNIST targets, the analyze stage's logistic regression for tabular ones."""
+package) for MedMNIST targets, the analyze stage's classical baselines for tabular and
+sequence ones."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def build(ctx: ReportContext, study: StudyConfig) -> list[Block]:
     if meta is None:
         return [note(f"Dataset {study.target} is not prepared.")]
     metrics = read_json(ctx.layout.evaluate_metrics(study.name)) or {}
-    if meta.get("kind") == "tabular":
-        return _logistic(read_json(ctx.layout.analysis_baseline(study.name)), metrics)
+    if meta.get("kind") in ("tabular", "sequence"):
+        return _classical(read_json(ctx.layout.analysis_baseline(study.name)), metrics)
     if meta.get("source") == "medmnist":
         return _medmnist(meta, metrics)
     return [
@@ -50,18 +51,22 @@ def _ours_rows(metrics: Mapping[str, Any], keys: Sequence[str]) -> list[dict[str
     ]
 
 
-def _logistic(baseline: Mapping[str, Any] | None, metrics: Mapping[str, Any]) -> list[Block]:
-    if baseline is None:
+def _classical(found: Mapping[str, Any] | None, metrics: Mapping[str, Any]) -> list[Block]:
+    if found is None:
         return [note("No classical baseline (the analyze stage has not run).")]
-    if not baseline.get("applies"):
-        return [p(baseline["note"])]
-    scores = baseline["metrics"]
-    rows = [{"model": baseline["method"], **{k: fmt(v) for k, v in scores.items()}}]
-    rows += _ours_rows(metrics, list(scores))
+    if not found.get("applies"):
+        return [p(found["note"])]
+    baselines = found["baselines"]
+    keys = list(baselines[0]["metrics"])
+    rows = [
+        {"model": b["method"], **{k: fmt(v) for k, v in b["metrics"].items()}} for b in baselines
+    ]
+    rows += _ours_rows(metrics, keys)
+    estimators = ", ".join(b["estimator"] for b in baselines)
     text = p(
-        f"scikit-learn {baseline['estimator']} on the normalised train split "
-        f"({baseline['n_train']} examples), scored on the same test split "
-        f"({baseline['n_test']}); ours: mean over seeds ± half-width of the 95% t-interval."
+        f"scikit-learn {estimators} on the normalised train split "
+        f"({found['n_train']} examples), scored on the same test split "
+        f"({found['n_test']}); ours: mean over seeds with its 95% interval."
     )
     return [table(pd.DataFrame(rows)), text]
 

@@ -148,21 +148,32 @@ def _rankings(cells_doc: Mapping[str, Any] | None, metric: str) -> list[Block]:
     for factor, rows in rankings.items():
         df = pd.DataFrame(rows)
         df = df.rename(columns={"level": factor, "mean": f"mean best {metric}"})
-        df["95% interval"] = [
-            NONE if pd.isna(lo) else f"[{lo:.4g}, {hi:.4g}]"
-            for lo, hi in zip(df.pop("low"), df.pop("high"), strict=True)
-        ]
-        df = df[["rank", factor, f"mean best {metric}", "95% interval", "n_cells"]]
+        df["95% interval"] = _intervals(df.pop("low"), df.pop("high"))
+        gap = f"vs {rows[0]['level']} (paired)"
+        df[gap] = [NONE if pd.isna(g) else f"{g:+.4g}" for g in df.pop("gap")]
+        df[f"{gap}, 95% interval"] = _intervals(df.pop("gap_low"), df.pop("gap_high"))
+        columns = ["rank", factor, f"mean best {metric}", "95% interval", gap]
+        df = df[[*columns, f"{gap}, 95% interval", "n_cells"]]
         blocks += [heading(f"Ranking of {factor}s", level=5), table(df)]
     blocks.append(
         p(
             f"Each level's mean of the best {metric} of the cells holding it (the marginal mean "
             f"over the other choices), with a {cells_doc.get('interval', '95% t-interval')}: "
             "it says how consistently a choice does across the others, not the noise of one "
-            "training run. Overlapping intervals: the sweep cannot tell those choices apart."
+            "training run. Overlapping intervals: the sweep cannot tell those choices apart. "
+            "The paired columns give each level's difference from the top-ranked one within "
+            "the same other choices (e.g. adagrad/relu against adam/relu), with a "
+            f"{cells_doc.get('gap_interval', '95% t-interval over those pairs')}: an interval "
+            "that excludes 0 says that level is worse here, whatever the other choice."
         )
     )
     return blocks
+
+
+def _intervals(lows: Sequence[Any], highs: Sequence[Any]) -> list[str]:
+    return [
+        NONE if pd.isna(lo) else f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(lows, highs, strict=True)
+    ]
 
 
 def _robust_limits(finite: np.ndarray, lower: bool) -> tuple[float, float, str]:
