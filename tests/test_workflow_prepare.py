@@ -44,9 +44,12 @@ def test_dry_run_of_default_config_prints_the_dag(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout + result.stderr
-    for name in ("gate_or", "breast_cancer", "digits", "synthetic"):
+    datasets = ("gate_or", "gate_and", "gate_xor", "breast_cancer", "digits", "synthetic")
+    for name in (*datasets, "ecg_pretrain", "ecg_target"):
         assert f"results/data/{name}/meta.json" in out
-    assert re.search(r"prepare\s+6", out)
+    assert re.search(r"prepare\s+8", out)
+    for study in ("breast_cancer", "digits", "ecg"):
+        assert f"results/evaluate/{study}/metrics.json" in out
 
 
 def test_prepare_all_sources_then_nothing_to_do_then_targeted_rerun(tmp_path):
