@@ -24,19 +24,29 @@ _CHUNK_CELLS = 2_000_000
 def _weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -> np.ndarray:
     """ROC AUC of one binary problem for each row of bootstrap counts ``weights`` (B, N).
 
-    Mann-Whitney U with ties counted one half, which equals sklearn's trapezoidal ROC AUC;
-    NaN where a resample lacks one of the two classes (undefined, not zero).
+    Mann-Whitney U with ties counted one half, which equals sklearn's trapezoidal ROC AUC:
+    each positive counts the weight of the negatives scored below it, plus half of those tied
+    with it, read off one cumulative sum of negative weights at its tie group's bounds
+    (gathers, not a reduction per tie group: model scores are nearly all distinct, and
+    ``np.add.reduceat`` over ~N groups was 5x slower). NaN where a resample lacks one of the
+    two classes (undefined, not zero).
     """
     order = np.argsort(score, kind="stable")
     sorted_score = score[order]
-    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])  # tie groups
-    w = weights[:, order]
+    opens_group = np.r_[True, sorted_score[1:] != sorted_score[:-1]]
+    starts = np.flatnonzero(opens_group)  # first position of each tie group
+    ends = np.r_[starts[1:], len(score)]  # one past its last
     is_pos = positive[order]
-    pos = np.add.reduceat(np.where(is_pos, w, 0.0), starts, axis=1)
-    neg = np.add.reduceat(np.where(is_pos, 0.0, w), starts, axis=1)
-    neg_below = np.cumsum(neg, axis=1) - neg
-    u = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    positives = np.flatnonzero(is_pos)
+    group = (np.cumsum(opens_group) - 1)[positives]  # each positive's tie group
+    w = weights[:, order]
+    neg_cum = np.zeros((len(w), len(score) + 1))
+    np.cumsum(np.where(is_pos, 0.0, w), axis=1, out=neg_cum[:, 1:])
+    below = neg_cum[:, starts[group]]
+    tied = neg_cum[:, ends[group]] - below
+    pos_w = w[:, positives]
+    u = np.einsum("bp,bp->b", pos_w, below + 0.5 * tied)
+    n_pos, n_neg = pos_w.sum(axis=1), neg_cum[:, -1]
     defined = (n_pos > 0) & (n_neg > 0)
     return np.where(defined, u / np.where(defined, n_pos * n_neg, 1.0), np.nan)
 
