@@ -35,7 +35,7 @@ from medflow.tracking.client import Tracker, find_runs
 from medflow.tracking.models import load_torch_model, log_torch_model
 from medflow.tracking.runs import tracked_run
 from tests.conftest import run_snakemake
-from tests.test_pipeline import write_config
+from tests.test_pipeline import tiny_config, write_config
 
 MODULE_SOURCE = textwrap.dedent(
     '''
@@ -281,43 +281,23 @@ def test_logged_user_model_loads_back_from_mlflow_without_its_module(
 
 
 def user_model_config(arch: str) -> dict:
-    """Digits target, the user's conv net pretrained on synthetic shapes; finetune and scratch."""
-    return {
-        "datasets": {
-            "digits": {
-                "source": "sklearn_digits",
-                "train_per_class": 6,
-                "split": {"val_fraction": 0.2, "test_fraction": 0.3},
-            },
-            "shapes": {
-                "source": "synthetic",
-                "options": {"n_images": 300, "image_size": 8},
-                "split": {"val_fraction": 0.2, "test_fraction": 0.1},
-            },
-        },
-        "classics": {"enabled": False},
-        "studies": {
-            "tiny": {
-                "target": "digits",
-                "pretrain": {"dataset": "shapes", "epochs": 2, "batch_size": 64},
-                "model": {"arch": arch, "options": {"width": 6}},
-                "train": {"epochs": 2, "batch_size": 32, "monitor": "val_accuracy", "patience": 0},
-                "sweep": {
-                    "n_trials": 2,
-                    "workers": 1,
-                    "epochs": 1,
-                    "space": {
-                        "optimizers": ["adam"],
-                        "activations": ["tanh"],
-                        "lr": [0.001, 0.05],
-                        "freeze": ["finetune"],
-                    },
-                },
-                "refine": {"modes": ["finetune", "scratch"], "seeds": [0]},
-                "evaluate": {"bootstrap": 100},
-            }
-        },
+    """The pipeline tests' tiny digits config with the user's conv net, pretrained on 300
+    synthetic shapes; one trial setting, finetune and scratch."""
+    config = tiny_config(workers=1, n_trials=2, trial_epochs=1)
+    config["datasets"]["shapes"]["options"]["n_images"] = 300
+    del config["tracking"]
+    study = config["studies"]["tiny"]
+    study["model"] = {"arch": arch, "options": {"width": 6}}
+    study["train"]["epochs"] = 2
+    study["sweep"]["space"] = {
+        "optimizers": ["adam"],
+        "activations": ["tanh"],
+        "lr": [0.001, 0.05],
+        "freeze": ["finetune"],
     }
+    study["refine"] = {"modes": ["finetune", "scratch"], "seeds": [0]}
+    study["evaluate"] = {"bootstrap": 100}
+    return config
 
 
 @pytest.mark.slow
