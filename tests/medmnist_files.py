@@ -12,7 +12,8 @@ from medflow.data.medmnist_info import medmnist_info
 
 def write_medmnist_flag(root: Path, flag: str, size: int = 28, seed: int = 0) -> Path:
     """``<root>/<flag>.npz`` (or ``<flag>_<size>.npz``) as MedMNIST ships it: uint8 images
-    (N, H, W) or (N, H, W, 3), uint8 labels (N, 1) or (N, L) for multi-label flags."""
+    (N, H, W) or (N, H, W, 3), volumes (N, D, H, W) for the 3-D flags, uint8 labels (N, 1)
+    or (N, L) for multi-label flags."""
     info = medmnist_info()[flag]
     rng = np.random.default_rng(seed)
     n_labels = len(info["label"])
@@ -25,7 +26,10 @@ def write_medmnist_flag(root: Path, flag: str, size: int = 28, seed: int = 0) ->
         else:
             labels = rng.integers(0, n_labels, size=(n, 1), dtype=np.uint8)
             signal = labels[:, 0].astype(np.int16)
-        shape = (n, size, size) if info["n_channels"] == 1 else (n, size, size, 3)
+        if flag.endswith("3d"):  # volumes (N, D, H, W)
+            shape = (n, size, size, size)
+        else:
+            shape = (n, size, size) if info["n_channels"] == 1 else (n, size, size, 3)
         noise = rng.integers(0, 160, size=shape, dtype=np.int16)
         brightness = (signal * (90 // max(n_labels - 1, 1))).reshape(-1, *[1] * (len(shape) - 1))
         arrays[f"{split}_images"] = (noise + brightness).clip(0, 255).astype(np.uint8)

@@ -15,16 +15,23 @@ from medflow.errors import ConfigError
 # judge, checked when it is built.
 _IMAGE_ONLY = ("image",)
 _SEQUENCE_ONLY = ("sequence",)
+_VOLUME_ONLY = ("volume",)
 ARCH_KINDS: Mapping[str, tuple[str, ...]] = {
     "cnn": _IMAGE_ONLY,
     **{name: _SEQUENCE_ONLY for name in ("lstm", "gru", "cnn1d", "resnet1d", "inception_time")},
+    **{name: _VOLUME_ONLY for name in ("cnn3d", "resnet18_3d")},
 }
+# The arch to suggest for each kind of data when the configured one cannot take it.
+SUGGESTED_ARCH = {"tabular": "mlp", "image": "cnn", "sequence": "cnn1d", "volume": "cnn3d"}
 
 
 def arch_kinds(arch: str) -> tuple[str, ...] | None:
+    # The named archs first: resnet1d and resnet18_3d are no torchvision (image) ResNets.
+    if arch in ARCH_KINDS:
+        return ARCH_KINDS[arch]
     if arch.startswith(("resnet", "resnext", "wide_resnet")):
         return _IMAGE_ONLY
-    return ARCH_KINDS.get(arch)
+    return None
 
 
 def check_study_inputs(
@@ -54,7 +61,7 @@ def _check_arch(where: str, study: Any, target: DeclaredInput, target_key: str) 
         raise ConfigError(
             f"{where}.model.arch: {arch!r} takes {' or '.join(kinds)} data, but "
             f"{target_key} (the target) is {target.kind} data; use e.g. "
-            f"arch: {'mlp' if target.kind == 'tabular' else 'cnn'}"
+            f"arch: {SUGGESTED_ARCH.get(target.kind, 'mlp')}"
         )
 
 

@@ -9,14 +9,14 @@ from typing import Literal
 import numpy as np
 
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
-Kind = Literal["image", "tabular", "sequence"]
+Kind = Literal["image", "tabular", "sequence", "volume"]
 SPLITS = ("train", "val", "test")
 
 
 @dataclass
 class Split:
-    """Examples of one split: x is (N, C, H, W) for images, (N, C, T) for sequences or (N, F)
-    for tables."""
+    """Examples of one split: x is (N, C, H, W) for images, (N, C, D, H, W) for volumes,
+    (N, C, T) for sequences or (N, F) for tables."""
 
     x: np.ndarray
     y: np.ndarray

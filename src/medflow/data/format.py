@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from medflow.data.base import SPLITS, SourceData, Split
@@ -32,12 +32,33 @@ FORMAT_VERSION = 2  # 2: per-split sha256 in meta.json
 
 
 def normalisation_stats(train: Split, kind: str) -> dict[str, list[float]]:
-    """Mean and std per channel (images, sequences) or per feature (tables), from train only."""
+    """Mean and std per channel (images, volumes, sequences) or per feature (tables), from
+    train only. Volumes are summed per channel in float64 one channel at a time, so a 64^3 set
+    never takes a float64 copy of the whole split."""
+    if kind == "volume":
+        return _channel_stats(train.x)
     x = train.x.astype(np.float64)
     axes = {"image": (0, 2, 3), "sequence": (0, 2)}.get(kind, (0,))
     mean = x.mean(axis=axes)
     std = x.std(axis=axes)
     std[std == 0] = 1.0  # a constant feature carries no signal; avoid dividing by zero
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def _channel_stats(x: np.ndarray, chunk: int = 256) -> dict[str, list[float]]:
+    """Per-channel mean and std of (N, C, ...) data from exact integer or float64 sums over
+    chunks of examples (the same values as numpy's mean/std up to float64 rounding)."""
+    count = x.shape[0] * int(np.prod(x.shape[2:]))
+    total = np.zeros(x.shape[1], dtype=np.float64)
+    squares = np.zeros(x.shape[1], dtype=np.float64)
+    for start in range(0, x.shape[0], chunk):
+        part = x[start : start + chunk].astype(np.float64)
+        axes = (0, *range(2, part.ndim))
+        total += part.sum(axis=axes)
+        squares += np.square(part).sum(axis=axes)
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
+    std[std == 0] = 1.0
     return {"mean": mean.tolist(), "std": std.tolist()}
 
 
@@ -58,7 +79,9 @@ def build_meta(name: str, data: SourceData, splits: dict[str, Split], config: di
         "task": data.task,
         "kind": data.kind,
         "input_shape": list(train.x.shape[1:]),
-        "channels": int(train.x.shape[1]) if data.kind in ("image", "sequence") else None,
+        "channels": (
+            int(train.x.shape[1]) if data.kind in ("image", "sequence", "volume") else None
+        ),
         "length": int(train.x.shape[2]) if data.kind == "sequence" else None,
         "sampling_rate": data.sampling_rate,
         "x_dtype": str(train.x.dtype),
@@ -110,6 +133,28 @@ def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> dict:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
     return meta
+
+
+_SAFETENSORS_DTYPES = {
+    "U8": "uint8",
+    "I8": "int8",
+    "U16": "<u2",
+    "I16": "<i2",
+    "I32": "<i4",
+    "I64": "<i8",
+    "F16": "<f2",
+    "F32": "<f4",
+    "F64": "<f8",
+    "BOOL": "bool",
+}
+
+
+def _safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file and the byte offset where its data begin."""
+    with path.open("rb") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+    return header, 8 + size
 
 
 @dataclass(frozen=True)
@@ -167,12 +212,39 @@ class PreparedDataset:
             )
 
     def normalise(self, x: np.ndarray) -> np.ndarray:
-        """Standardise with the train-split statistics recorded in meta.json."""
+        """Standardise with the train-split statistics recorded in meta.json: one float32
+        array, computed in place (no float temporaries of the whole input)."""
         stats = self.meta["normalisation"]
         mean = np.asarray(stats["mean"], dtype=np.float32)
         std = np.asarray(stats["std"], dtype=np.float32)
-        if self.meta["kind"] == "image":
-            mean, std = mean[:, None, None], std[:, None, None]
-        elif self.meta["kind"] == "sequence":
-            mean, std = mean[:, None], std[:, None]
-        return (x.astype(np.float32) - mean) / std
+        trailing = {"image": 2, "volume": 3, "sequence": 1}.get(self.meta["kind"], 0)
+        mean, std = mean.reshape(-1, *[1] * trailing), std.reshape(-1, *[1] * trailing)
+        out = x.astype(np.float32)
+        out -= mean
+        out /= std
+        return out
+
+    def load_normalised(self, split: str, chunk_mb: int = 64) -> tuple[np.ndarray, Split]:
+        """``normalise(load(split).x)`` and the split with an empty x, without holding the
+        split's raw x beside its float copy: x is read from the (verified) file in chunks of
+        examples straight into the one float32 array. For 64^3 volumes this keeps the peak
+        at the float copy instead of the float copy plus the uint8 split."""
+        path = Layout.split_file(self.root, split)
+        self._verify(split, path)
+        header, data_start = _safetensors_header(path)
+        info = header["x"]
+        dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
+        shape = tuple(info["shape"])
+        per_example = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        out = np.empty(shape, dtype=np.float32)
+        rows = max(1, (chunk_mb << 20) // max(per_example * dtype.itemsize, 1))
+        begin = data_start + info["data_offsets"][0]
+        with path.open("rb") as fh:
+            for start in range(0, shape[0], rows):
+                n = min(rows, shape[0] - start)
+                fh.seek(begin + start * per_example * dtype.itemsize)
+                part = np.fromfile(fh, dtype=dtype, count=n * per_example)
+                out[start : start + n] = self.normalise(part.reshape(n, *shape[1:]))
+        with safe_open(str(path), framework="np") as tensors:
+            y, index = tensors.get_tensor("y"), tensors.get_tensor("index")
+        return out, Split(np.empty((len(y), 0), dtype=dtype), y, index)

@@ -52,6 +52,7 @@ _DECLARED: Mapping[str, Callable[[Mapping[str, Any]], DeclaredInput]] = {
     "synthetic_signals": lambda o: DeclaredInput("sequence", None),
     "ucr": lambda o: DeclaredInput("sequence", None),
     "wfdb": lambda o: DeclaredInput("sequence", None),
+    "synthetic_volumes": lambda o: DeclaredInput("volume", (1, *[int(o["size"])] * 3)),
 }
 
 

@@ -25,6 +25,7 @@ SOURCES: dict[str, str] = {
     "synthetic_signals": "medflow.data.sources.synthetic_signals:load",
     "ucr": "medflow.data.sources.ucr:load",
     "wfdb": "medflow.data.sources.wfdb_records:load",
+    "synthetic_volumes": "medflow.data.sources.synthetic_volumes:load",
 }
 
 

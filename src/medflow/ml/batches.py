@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import torch
 
 from medflow.ml.sequence_augment import SEQUENCE_AUGMENTS, augment_sequence
+from medflow.ml.volume_augment import VOLUME_AUGMENTS, augment_volume
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
     """``flip`` (horizontal, half the images) or ``noise`` (+0.1 N(0, 1)) on image batches."""
     if x.dim() == 3 or kind in SEQUENCE_AUGMENTS:  # (N, C, T) series
         return augment_sequence(x, kind, gen)
+    if x.dim() == 5 or kind in VOLUME_AUGMENTS:  # (N, C, D, H, W) volumes
+        return augment_volume(x, kind, gen)
     if kind == "none" or x.dim() != 4:
         return x
     if kind == "flip":

@@ -31,9 +31,10 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from medflow.config.section import Section
 from medflow.data.format import PreparedDataset
+from medflow.errors import MedflowError
 from medflow.ml.batches import Batches, augment
 from medflow.ml.checkpoint import TrainState, resume, save_checkpoint
-from medflow.ml.device import autocast, pick_device, use_channels_last
+from medflow.ml.device import autocast, memory_format, pick_device, use_channels_last
 from medflow.ml.imbalance import loss_weights, sample_weights
 from medflow.ml.models import Classifier, ModelConfig, build_model
 from medflow.ml.monitor import MINIMISED
@@ -45,6 +46,8 @@ from medflow.stats.metrics import compute_metrics
 log = logging.getLogger(__name__)
 
 Status = Literal["finished", "diverged"]
+# Input values per evaluation batch: 1024 28x28 images, 190 28^3 or 16 64^3 volumes.
+EVAL_BATCH_VALUES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -110,13 +113,14 @@ class TrainData:
 
     @classmethod
     def from_prepared(cls, ds: PreparedDataset) -> TrainData:
-        train, val = ds.load("train"), ds.load("val")
+        # Read straight into float32: no raw copy of the split beside it (64^3 volumes).
+        (x_train, train), (x_val, val) = ds.load_normalised("train"), ds.load_normalised("val")
         return cls(
             task=ds.meta["task"],
             n_classes=ds.meta["n_classes"],
-            x_train=torch.from_numpy(ds.normalise(train.x)),
+            x_train=torch.from_numpy(x_train),
             y_train=torch.from_numpy(train.y),
-            x_val=torch.from_numpy(ds.normalise(val.x)),
+            x_val=torch.from_numpy(x_val),
             y_val=torch.from_numpy(val.y),
             dataset_hash=ds.content_hash,
         )
@@ -157,8 +161,11 @@ def _improved(monitor: str, value: float, best: float) -> bool:
 def evaluate_scores(
     model: nn.Module, x: torch.Tensor, task: str, device: torch.device, batch: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and scores for ``x`` in eval mode (CPU tensors out)."""
+    """Logits and scores for ``x`` in eval mode (CPU tensors out), in batches of at most
+    ``batch`` examples and EVAL_BATCH_VALUES input values (so that 64^3 volumes are scored a
+    few at a time, not 1024 at once)."""
     model.eval()
+    batch = max(1, min(batch, EVAL_BATCH_VALUES // max(math.prod(x.shape[1:]), 1)))
     logits = []
     for start in range(0, len(x), batch):
         xb = x[start : start + batch].to(device)
@@ -208,7 +215,7 @@ def _setup(
     model.to(device)
     channels_last = use_channels_last(model, device, cfg.amp, data.input_shape)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=memory_format(data.input_shape))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(run.optim, params)
     scheduler = build_scheduler(optimizer, run.optim, cfg.epochs)
@@ -254,16 +261,29 @@ def _train_epoch(fit: _Fit, epoch: int) -> tuple[float, int]:
     seen = 0
     for xb, yb in fit.batches.epoch(epoch):
         if fit.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.contiguous(memory_format=memory_format(tuple(xb.shape[1:])))
         xb = augment(xb, cfg.augment, fit.aug_gen)
-        with autocast(fit.device, cfg.amp):
-            loss = fit.loss_fn(fit.model(xb).float(), yb)
-        fit.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        fit.optimizer.step()
+        try:
+            with autocast(fit.device, cfg.amp):
+                loss = fit.loss_fn(fit.model(xb).float(), yb)
+            fit.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            fit.optimizer.step()
+        except torch.OutOfMemoryError:
+            raise _batch_too_large(fit, xb) from None
         loss_sum += loss.detach() * len(yb)
         seen += len(yb)
     return float(loss_sum) / seen, seen  # one device sync per epoch
+
+
+def _batch_too_large(fit: _Fit, xb: torch.Tensor) -> MedflowError:
+    """The one-line error for a training batch that does not fit in device memory."""
+    shape = "x".join(map(str, xb.shape[1:]))
+    return MedflowError(
+        f"train.batch_size: a batch of {len(xb)} inputs of {shape} does not fit in the memory "
+        f"of {fit.device} with model.arch {fit.run.model.arch!r}; lower train.batch_size (the "
+        "sweep's space.batch_sizes and pretrain.batch_size where they set it)"
+    )
 
 
 def _record_epoch(fit: _Fit, epoch: int, metrics: dict[str, float], checkpoint: Path | None):

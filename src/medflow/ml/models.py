@@ -75,7 +75,16 @@ RESNET_ARCHS: tuple[str, ...] = (
 )
 # Sequence models (medflow.ml.sequence_models), spelled out so importing this module stays light.
 SEQUENCE_ARCHS: tuple[str, ...] = ("lstm", "gru", "cnn1d", "resnet1d", "inception_time")
-ARCHS: tuple[str, ...] = ("perceptron", "mlp", "cnn", *RESNET_ARCHS, *SEQUENCE_ARCHS)
+# Volume models (medflow.ml.volume_models), likewise.
+VOLUME_ARCHS: tuple[str, ...] = ("cnn3d", "resnet18_3d")
+ARCHS: tuple[str, ...] = (
+    "perceptron",
+    "mlp",
+    "cnn",
+    *RESNET_ARCHS,
+    *SEQUENCE_ARCHS,
+    *VOLUME_ARCHS,
+)
 WEIGHTS: tuple[str | None, ...] = (None, "imagenet", "imagenet_if_cached")
 
 # Below this input size the ImageNet stem (7x7/2 conv + max-pool) would shrink e.g. 28x28 to
@@ -161,9 +170,10 @@ class Classifier(nn.Module):
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> Classifier:
     """Build ``cfg.arch`` for inputs of ``input_shape`` (no batch dim) and ``n_outputs`` logits.
 
-    ``input_shape`` is ``(features,)`` for tabular data or ``(C, H, W)`` for images; the
-    perceptron and MLP flatten image inputs. A user's model may lack the backbone/head split
-    (medflow.ml.user_model.WholeModel: scratch only, see :func:`has_head_split`).
+    ``input_shape`` is ``(features,)`` for tabular data, ``(C, H, W)`` for images, ``(C, T)``
+    for series or ``(C, D, H, W)`` for volumes; the perceptron and MLP flatten any input. A
+    user's model may lack the backbone/head split (medflow.ml.user_model.WholeModel: scratch
+    only, see :func:`has_head_split`).
     """
     input_shape = tuple(int(s) for s in input_shape)
     if not input_shape or any(s < 1 for s in input_shape):
@@ -185,6 +195,10 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) 
         from medflow.ml.sequence_models import sequence_backbone
 
         backbone, feature_dim = sequence_backbone(cfg, input_shape)
+    elif cfg.arch in VOLUME_ARCHS:
+        from medflow.ml.volume_models import volume_backbone
+
+        backbone, feature_dim = volume_backbone(cfg, input_shape)
     else:
         net, weights_used = _resnet(cfg)
         backbone, feature_dim = _resnet_backbone(cfg, net, _image_shape(cfg.arch, input_shape))

@@ -34,6 +34,7 @@ from medflow.render.sections import (
     signals,
     study,
     sweep,
+    volumes,
 )
 from medflow.tracking.queries import RunReader
 
@@ -52,6 +53,7 @@ STUDY_SECTIONS: dict[str, tuple[str, Builder]] = {
     "baselines": ("Baselines", baselines.build),
     "representation": ("Deep representation", representation.build),
     "signals": ("Signals: example series and learned filters", signals.build),
+    "volumes": ("Volumes: example slices per class", volumes.build),
 }
 
 

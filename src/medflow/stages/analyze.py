@@ -3,7 +3,8 @@ the Optuna study, computed once per study into files under evaluate/<study>/anal
 
 baseline.json (classical baselines on tabular and sequence targets), importances.json
 (fANOVA on the sweep), representation.json plus figures/ (first-layer filters and feature
-maps, or for sequences a time-resolved saliency, of the model best on validation).
+maps, or for sequences a time-resolved saliency, of the model best on validation; for
+volumes the filters and maps as slices).
 Evaluate-side: with evaluate, the only jobs that read test data.
 """
 
@@ -100,7 +101,7 @@ def representation(layout: Layout, study: StudyConfig, data: PreparedDataset) ->
     ):
         stale.unlink(missing_ok=True)
     kind = data.meta.get("kind")
-    if kind not in ("image", "sequence"):
+    if kind not in ("image", "sequence", "volume"):
         note = f"Does not apply: the target is {kind} data, with no conv filters or time axis."
         return {"status": "not_applicable", "note": note}
     found = _best_model(layout, study)
@@ -112,6 +113,23 @@ def representation(layout: Layout, study: StudyConfig, data: PreparedDataset) ->
     who = f"{mode} seed {seed}"
     if kind == "sequence":
         drawn = {layout.analysis_saliency(name): (saliency_figure(model, data, who), "saliency")}
+    elif kind == "volume":
+        from medflow.analysis import volume_representation as volumes
+
+        conv3d = volumes.first_conv3d(model)
+        if conv3d is None:
+            note = f"Does not apply: the {study.model.get('arch')} model has no 3-D conv layer."
+            return {"status": "not_applicable", "note": note}
+        drawn = {
+            layout.analysis_filters(name): (
+                volumes.filters3d_figure(conv3d, who),
+                "first-layer 3-D filters as slices",
+            ),
+            layout.analysis_feature_maps(name): (
+                volumes.feature_maps3d_figure(model, data, who),
+                "feature maps as slices",
+            ),
+        }
     else:
         conv = first_conv(model)
         if conv is None:

@@ -1,9 +1,11 @@
-"""MedMNIST v2 / MedMNIST+ 2D datasets from local .npz files.
+"""MedMNIST v2 / MedMNIST+ 2D and 3D datasets from local .npz files.
 
-File names and layout follow the official release: ``<flag>.npz`` for 28x28 and
-``<flag>_<size>.npz`` for the MedMNIST+ sizes, each with the keys below. The task,
-label names, channel count, URLs and MD5 sums come from the ``medmnist`` package's
-INFO table. Nothing is downloaded unless ``options.download`` is true.
+File names and layout follow the official release: ``<flag>.npz`` for 28x28 (28^3) and
+``<flag>_<size>.npz`` for the MedMNIST+ sizes, each with the keys below. 2-D flags hold
+images (N, H, W) or (N, H, W, 3) and are prepared as (N, C, H, W) ``kind: image``; the 3-D
+flags (``*mnist3d``) hold volumes (N, D, H, W) and are prepared as (N, 1, D, H, W) ``kind:
+volume``. The task, label names, channel count, URLs and MD5 sums come from the
+``medmnist`` package's INFO table. Nothing is downloaded unless ``options.download`` is true.
 """
 
 from __future__ import annotations
@@ -108,10 +110,19 @@ def _to_split(
     n_labels: int,
     where: str,
     value_range: list[float] | None,
+    volume: bool = False,
+    size: int = 28,
 ):
     if len(images) != len(labels):
         raise DataError(f"medmnist: {where}: {len(images)} images but {len(labels)} labels")
-    if images.ndim == 3:
+    if volume:
+        images = _volumes(images, where, size)
+    elif images.ndim == 4 and images.shape[-1] not in (1, 3):
+        raise DataError(
+            f"medmnist: {where}: images have shape {images.shape}, 3-D volumes; this is a 2-D "
+            "flag (a 3-D file needs a *mnist3d flag)"
+        )
+    elif images.ndim == 3:
         images = images[:, None]  # grayscale (N, H, W)
     elif images.ndim == 4:
         images = images.transpose(0, 3, 1, 2)  # RGB (N, H, W, 3)
@@ -136,6 +147,34 @@ def _to_split(
     return Split(x, y, np.arange(len(y), dtype=np.int64))
 
 
+def is_volume_flag(flag: str) -> bool:
+    """The six MedMNIST v2 3-D flags end in 3d (organmnist3d, nodulemnist3d, ...)."""
+    return flag.endswith("3d")
+
+
+def _volumes(images: np.ndarray, where: str, size: int) -> np.ndarray:
+    """(N, D, H, W) volumes of the file's size as (N, 1, D, H, W), a view (no copy)."""
+    flat = images.ndim == 3 or (
+        images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] != images.shape[-1]
+    )
+    if flat:
+        raise DataError(
+            f"medmnist: {where}: images have shape {images.shape}, 2-D images; this is a "
+            f"3-D flag, which needs volumes (N, {size}, {size}, {size})"
+        )
+    if images.ndim != 4:
+        raise DataError(
+            f"medmnist: {where}: images have shape {images.shape}, expected volumes "
+            f"(N, {size}, {size}, {size})"
+        )
+    if images.shape[1:] != (size, size, size):
+        raise DataError(
+            f"medmnist: {where}: volumes of {'x'.join(map(str, images.shape[1:]))}, but "
+            f"options.size is {size} ({size}x{size}x{size})"
+        )
+    return images[:, None]
+
+
 def load(options: dict[str, Any], seed: int) -> SourceData:
     opts = MedmnistOptions(**options)
     path = Path(opts.root) / file_name(opts.flag, opts.size)
@@ -157,6 +196,8 @@ def load(options: dict[str, Any], seed: int) -> SourceData:
             len(names),
             f"{path} [{s}]",
             opts.value_range,
+            volume=is_volume_flag(opts.flag),
+            size=opts.size,
         )
         for s in SPLITS
     }
@@ -167,7 +208,7 @@ def load(options: dict[str, Any], seed: int) -> SourceData:
         )
     return SourceData(
         task=task,
-        kind="image",
+        kind="volume" if is_volume_flag(opts.flag) else "image",
         class_names=names,
         splits=splits,
         notes={"flag": opts.flag, "size": opts.size, "file": str(path)},

@@ -1,6 +1,6 @@
-"""The baselines section: published MedMNIST v2 numbers (a data file shipped with the
-package) for MedMNIST targets, the analyze stage's classical baselines for tabular and
-sequence ones."""
+"""The baselines section: published MedMNIST v2 numbers (data files shipped with the
+package: Table 3 for the 2-D flags, Table 4 for the 3-D ones) for MedMNIST targets, the
+analyze stage's classical baselines for tabular and sequence ones."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ from medflow.render.context import ReportContext, read_json
 from medflow.render.sections.results import mean_ci, mode_summaries
 
 PUBLISHED_FILE = "medmnist_v2.yaml"
+PUBLISHED_3D_FILE = "medmnist_v2_3d.yaml"
 
 
 @cache
-def published_medmnist() -> dict[str, Any]:
-    """The MedMNIST v2 table: {"source", "cited_as", "model", "flags": {flag: {size: ...}}}."""
-    text = resources.files("medflow.render").joinpath("baselines", PUBLISHED_FILE).read_text()
+def published_medmnist(name: str = PUBLISHED_FILE) -> dict[str, Any]:
+    """A MedMNIST v2 table: 2-D {"source", "cited_as", "model", "flags": {flag: {size: ...}}};
+    3-D {"source", "cited_as", "size", "models", "flags": {flag: {model: ...}}}."""
+    text = resources.files("medflow.render").joinpath("baselines", name).read_text()
     return yaml.safe_load(text)
 
 
@@ -34,6 +36,8 @@ def build(ctx: ReportContext, study: StudyConfig) -> list[Block]:
     metrics = read_json(ctx.layout.evaluate_metrics(study.name)) or {}
     if meta.get("kind") in ("tabular", "sequence"):
         return _classical(read_json(ctx.layout.analysis_baseline(study.name)), metrics)
+    if meta.get("source") == "medmnist" and meta.get("kind") == "volume":
+        return _medmnist_3d(meta, metrics)
     if meta.get("source") == "medmnist":
         return _medmnist(meta, metrics)
     return [
@@ -97,5 +101,40 @@ def _medmnist(meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[Block
     text = p(
         f"Published test AUC/ACC for {flag} from MedMNIST v2 ({table_data['cited_as']}). "
         f"Ours: {size}{TIMES}{size} images, {official} splits."
+    )
+    return [table(pd.DataFrame(rows)), text]
+
+
+def _medmnist_3d(meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[Block]:
+    notes = meta.get("notes") or {}
+    flag = str(notes.get("flag"))
+    table_data = published_medmnist(PUBLISHED_3D_FILE)
+    published = table_data["flags"].get(flag)
+    if published is None:
+        embedded = ", ".join(table_data["flags"])
+        return [
+            p(f"No published MedMNIST v2 3-D numbers for flag {flag!r} (embedded: {embedded}).")
+        ]
+    size = table_data["size"]
+    rows = [
+        {
+            "model": f"{model} ({size}{TIMES}{size}{TIMES}{size}) published",
+            "auc": fmt(values["auc"]),
+            "accuracy": fmt(values["accuracy"]),
+        }
+        for model, values in published.items()
+    ]
+    rows += _ours_rows(metrics, ("auc", "accuracy"))
+    ours = notes.get("size", 28)
+    official = "official" if meta.get("splits_from_source") else "NOT the official"
+    missing = [m for m, v in published.items() if v["auc"] is None or v["accuracy"] is None]
+    left_out = (
+        f" Left out (not cross-checked here; see the source): {', '.join(missing)}."
+        if missing
+        else ""
+    )
+    text = p(
+        f"Published test AUC/ACC for {flag} from MedMNIST v2 ({table_data['cited_as']}). "
+        f"Ours: {ours}{TIMES}{ours}{TIMES}{ours} volumes, {official} splits.{left_out}"
     )
     return [table(pd.DataFrame(rows)), text]
