@@ -381,3 +381,30 @@ def test_volume_memory_bench_runs_quick(tmp_path):
     assert all(0 < r["ratio"] < 8 and r["met"] for r in rows)
     written = json.loads((tmp_path / "volume_memory.json").read_text())
     assert written["config"]["size"] == 64 and written["phases"]["train"]["epoch_s"]
+
+
+@pytest.mark.parametrize(("arch", "shape"), [("cnn", (1, 16, 16)), ("cnn3d", (1, 8, 8, 8))])
+def test_first_block_stops_after_the_first_conv_its_norm_and_activation(arch, shape) -> None:
+    from torch import nn as tnn
+
+    from medflow.analysis.representation import first_block
+    from medflow.ml.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_schema(arch=arch), shape, 2).eval()
+    x = torch.randn(2, *shape)
+    children = list(model.backbone.children())
+    conv = next(i for i, m in enumerate(children) if isinstance(m, tnn.Conv2d | tnn.Conv3d))
+    expected = x
+    with torch.no_grad():
+        for module in children[: conv + 1]:
+            expected = module(expected)
+        for module in children[conv + 1 :]:
+            if isinstance(module, tnn.Conv2d | tnn.Conv3d | tnn.MaxPool2d | tnn.MaxPool3d):
+                break
+            if isinstance(module, tnn.Dropout | tnn.Dropout2d | tnn.Dropout3d):
+                break
+            expected = module(expected)
+        got = first_block(model, x)
+    assert got.shape[1] == children[conv].out_channels
+    torch.testing.assert_close(got, expected)

@@ -53,13 +53,15 @@ def filters_figure(conv: nn.Conv2d, who: str) -> tuple[Figure, str]:
 
 
 def first_block(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Output of the first conv block: the first conv with its norm and activation."""
-    elementwise = (nn.BatchNorm2d, nn.GroupNorm, *{type(make()) for make in ACTIVATIONS.values()})
+    """Output of the first conv block: the first conv (2-D or 3-D) with its norm and
+    activation."""
+    norms = (nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm)
+    elementwise = (*norms, *{type(make()) for make in ACTIVATIONS.values()})
     started = False
     for module in model.backbone.children():
         if not started:
             x = module(x)
-            started = isinstance(module, nn.Conv2d)
+            started = isinstance(module, nn.Conv2d | nn.Conv3d)
         elif isinstance(module, elementwise):
             x = module(x)
         else:

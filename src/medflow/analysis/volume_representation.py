@@ -12,9 +12,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from medflow.analysis.representation import FEATURE_MAP_CHANNELS, example_rows
+from medflow.analysis.representation import FEATURE_MAP_CHANNELS, example_rows, first_block
 from medflow.data.format import PreparedDataset
-from medflow.ml.models import ACTIVATIONS
 
 MAX_FILTERS = 16
 EXAMPLES = 3
@@ -54,21 +53,6 @@ def filters3d_figure(conv: nn.Conv3d, who: str) -> tuple[Figure, str]:
     return fig, caption
 
 
-def first_block3d(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Output of the first conv block: the first Conv3d with its norm and activation."""
-    elementwise = (nn.BatchNorm3d, nn.GroupNorm, *{type(make()) for make in ACTIVATIONS.values()})
-    started = False
-    for module in model.backbone.children():
-        if not started:
-            x = module(x)
-            started = isinstance(module, nn.Conv3d)
-        elif isinstance(module, elementwise):
-            x = module(x)
-        else:
-            break
-    return x
-
-
 def feature_maps3d_figure(model: nn.Module, data: PreparedDataset, who: str) -> tuple[Figure, str]:
     """Central axial slices of a few test volumes and of their most varying first-block
     channels, and the caption."""
@@ -77,7 +61,7 @@ def feature_maps3d_figure(model: nn.Module, data: PreparedDataset, who: str) -> 
     x = torch.from_numpy(data.normalise(test.x[rows]))
     model.eval()
     with torch.no_grad():
-        maps = first_block3d(model, x).float().cpu().numpy()  # (n, C, D, H, W)
+        maps = first_block(model, x).float().cpu().numpy()  # (n, C, D, H, W)
     order = np.argsort(-maps.var(axis=(0, 2, 3, 4)))[:FEATURE_MAP_CHANNELS]
     fig = Figure(figsize=(1.3 * (len(order) + 1), 1.35 * len(rows) + 0.3), layout="constrained")
     axes = fig.subplots(len(rows), len(order) + 1, squeeze=False)
