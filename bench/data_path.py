@@ -70,7 +70,8 @@ class Case:
                 name="momentum", lr=0.001, momentum=0.9, schedule="constant"
             ),
             train=TrainConfig.from_schema(
-                epochs=self.epochs, batch_size=self.batch, patience=0, device="cpu", seed=0
+                epochs=self.epochs, batch_size=self.batch, patience=0, device="cpu", seed=0,
+                amp=False,  # the data paths compared in float32; bench.cpu_bf16 measures bf16
             ),
         )
 
@@ -262,7 +263,7 @@ def medflow_phases(run: RunConfig, images: Images) -> dict[str, float]:
     data = train_data(images)
     device = torch.device("cpu")
     probe = build_model(run.model, data.input_shape, N_CLASSES)
-    channels_last = use_channels_last(probe, device, run.train.amp, data.input_shape)
+    channels_last = use_channels_last(probe, device, False, data.input_shape)
     batches = Batches(
         data.x_train,
         data.y_train,

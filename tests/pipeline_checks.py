@@ -9,10 +9,21 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from medflow.ml.device import cpu_has_bf16
 from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
 from tests.report_checks import assert_report_complete
 
 FINISHED = ("COMPLETE", "PRUNED")
+# The models with 1-D or 2-D convolutions: train.amp auto trains them in bf16 on a bf16 CPU.
+BF16_ON_CPU_ARCHS = {
+    "cnn",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "cnn1d",
+    "resnet1d",
+    "inception_time",
+}
 
 
 def assert_tiny_dag_results(
@@ -48,6 +59,12 @@ def assert_tiny_dag_results(
     assert {(r.data.tags["mode"], r.data.tags["seed"]) for r in refine} == {
         (m, s) for m in modes for s in seeds
     }
+    # train.amp auto: a CNN trains in bf16 exactly where this CPU does bf16 in hardware
+    convolutional = spec.get("model", {}).get("arch") in BF16_ON_CPU_ARCHS
+    auto = spec.get("train", {}).get("amp", "auto") == "auto"
+    expected = "bfloat16" if convolutional and auto and cpu_has_bf16() else "float32"
+    for run in by_stage["pretrain"] + refine:
+        assert run.data.tags["precision"] == expected, run.info.run_name
     pretrain_ids = {r.info.run_id for r in by_stage["pretrain"]}
     for run in refine:
         assert "test_accuracy" in run.data.metrics and "test_auc_ci_low" in run.data.metrics

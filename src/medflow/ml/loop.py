@@ -34,7 +34,7 @@ from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
 from medflow.ml.batches import Batches, augment
 from medflow.ml.checkpoint import TrainState, resume, save_checkpoint
-from medflow.ml.device import autocast, memory_format, pick_device, use_channels_last
+from medflow.ml.device import autocast, memory_format, pick_device, use_bf16, use_channels_last
 from medflow.ml.imbalance import loss_weights, sample_weights
 from medflow.ml.models import Classifier, ModelConfig, build_model
 from medflow.ml.monitor import MINIMISED
@@ -66,7 +66,7 @@ class TrainConfig(Section):
     loss: str
     augment: str
     resident_max_mb: int
-    amp: bool
+    amp: bool | str  # auto | true | false (medflow.ml.device.use_bf16)
     class_weight: str  # none | balanced (medflow.ml.imbalance)
     sampler: str  # uniform | balanced
 
@@ -143,6 +143,7 @@ class Result:
     model: Classifier
     reason: str | None = None
     train_seconds: float = 0.0
+    precision: str = "float32"  # bfloat16 when trained under autocast (train.amp)
 
     @property
     def best_metrics(self) -> dict[str, float]:
@@ -169,7 +170,9 @@ def evaluate_scores(
     logits = []
     for start in range(0, len(x), batch):
         xb = x[start : start + batch].to(device)
-        with autocast(device, True):
+        # bf16 on CUDA only: on a CPU the scores stay float32, so that ROC curves are not
+        # cut into the few hundred distinct values that bf16 logits would give.
+        with autocast(device, device.type == "cuda"):
             logits.append(model(xb).float().cpu())
     out = torch.cat(logits)
     return out, predict_scores(task, out)
@@ -192,6 +195,7 @@ class _Fit:
     run: RunConfig
     model: Classifier
     device: torch.device
+    bf16: bool  # train.amp resolved for this device and model
     channels_last: bool
     optimizer: torch.optim.Optimizer
     scheduler: LRScheduler
@@ -213,7 +217,8 @@ def _setup(
     of this config exists, and put the training data where the batches come from."""
     cfg = run.train
     model.to(device)
-    channels_last = use_channels_last(model, device, cfg.amp, data.input_shape)
+    bf16 = use_bf16(cfg.amp, device, model)
+    channels_last = use_channels_last(model, device, bf16, data.input_shape)
     if channels_last:
         model.to(memory_format=memory_format(data.input_shape))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -241,6 +246,7 @@ def _setup(
         run=run,
         model=model,
         device=device,
+        bf16=bf16,
         channels_last=channels_last,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -264,7 +270,7 @@ def _train_epoch(fit: _Fit, epoch: int) -> tuple[float, int]:
             xb = xb.contiguous(memory_format=memory_format(tuple(xb.shape[1:])))
         xb = augment(xb, cfg.augment, fit.aug_gen)
         try:
-            with autocast(fit.device, cfg.amp):
+            with autocast(fit.device, fit.bf16):
                 loss = fit.loss_fn(fit.model(xb).float(), yb)
             fit.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -333,6 +339,7 @@ def _finish(fit: _Fit, status: Status, reason: str | None) -> Result:
         model=model,
         reason=reason,
         train_seconds=state.train_seconds,
+        precision="bfloat16" if fit.bf16 else "float32",
     )
 
 

@@ -111,6 +111,7 @@ def _refine_seed(job: _Job, seed: int) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "train_seconds": result.train_seconds,
+        "precision": result.precision,
         "params": job.best["params"],
         "inputs_digest": inputs_digest,
         "history": result.history,

@@ -148,6 +148,7 @@ def train_in_run(
         on_epoch=stop_hook if on_epoch is not None else None,
     )
     finish_progress(progress, result)
+    tracker.set_tags(run_id, {"precision": result.precision})
     if result.best_epoch:
         tracker.log_metrics(run_id, summary_metrics(result), step=result.best_epoch)
     if log_curve and result.history:
