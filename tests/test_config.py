@@ -300,3 +300,18 @@ def test_search_dimensions_name_the_run_config_field_they_set() -> None:
         if dim.sets is not None:
             section, field = dim.sets.split(".")
             assert field in {f.name for f in dataclasses.fields(sections[section])}, dim
+
+
+def test_studies_with_the_same_pretraining_share_its_backbones():
+    raw = yaml.safe_load((REPO / "config" / "medmnist.yaml").read_text())
+    pneumonia = raw["studies"]["pneumoniamnist"]
+    # a third target like pneumoniamnist but with its own activations and one other pretraining
+    raw["studies"]["own_relu"] = {**pneumonia, "sweep": {"space": {"activations": ["relu", "elu"]}}}
+    raw["studies"]["longer"] = {**pneumonia, "pretrain": {**pneumonia["pretrain"], "epochs": 9}}
+    cfg = MedflowConfig.from_validated(validate_config(raw))
+    assert cfg.pretrained_by("breastmnist", "relu") == "breastmnist"
+    # the targets' own train/sweep/refine settings differ; their pretraining does not
+    assert cfg.pretrained_by("pneumoniamnist", "tanh") == "breastmnist"
+    assert cfg.pretrained_by("own_relu", "relu") == "breastmnist"
+    assert cfg.pretrained_by("own_relu", "elu") == "own_relu"  # no earlier study has elu
+    assert cfg.pretrained_by("longer", "relu") == "longer"

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from medflow.plots.classification import confusion_figure, reliability_figure, roc_figure
-from medflow.stats.bootstrap import bootstrap_metrics, resampled_metrics
+from medflow.stats.bootstrap import bootstrap_metrics
+from medflow.stats.counted import plain_metrics, resampled_metrics
 from medflow.stats.intervals import aggregate_over_seeds, paired_difference
 from medflow.stats.metrics import compute_metrics
 from medflow.stats.predictions import save_predictions
@@ -80,6 +81,17 @@ def test_vectorised_resamples_equal_compute_metrics(task: str, n: int) -> None:
                 assert math.isnan(got), (name, b)
             else:
                 assert got == pytest.approx(expected, abs=1e-9), (name, b)
+
+
+@pytest.mark.parametrize("task", list(DATA))
+def test_plain_metrics_the_training_loop_logs_equal_scikit_learns(task: str) -> None:
+    for n, seed in ((40, 0), (300, 1), (5, 2)):
+        y, scores = DATA[task](n, seed=seed)
+        expected = compute_metrics(task, y, scores)
+        got = plain_metrics(task, y, scores)
+        assert set(got) == set(expected)
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, abs=1e-12, nan_ok=True), (task, n, name)
 
 
 def test_ci_contains_point_estimate_and_narrows_with_more_data() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medflow.tracking.client import Tracker, find_runs
 from tests.conftest import REPO, run_snakemake
 from tests.medmnist_files import write_medmnist_flag
 from tests.readme_commands import run_readme_block
@@ -72,6 +73,24 @@ def test_medmnist_transfer_config_runs_as_shipped(tmp_path):
         assert set(metrics["summary"]) >= {"finetune", "linear_probe", "scratch"}
         for activation in config["studies"][study]["sweep"]["space"]["activations"]:
             assert (tmp_path / f"results/pretrain/{study}/{activation}/model.pt").is_file()
+    # both targets pretrain alike on OrganAMNIST: three backbones trained, not six
+    tracker = Tracker.for_results(tmp_path / "results")
+    pretrain_runs = [
+        run
+        for study in config["studies"]
+        for run in find_runs(tracker, f"medflow/{study}")
+        if run.data.tags["stage"] == "pretrain"
+    ]
+    assert len(pretrain_runs) == 3
+    for activation in config["studies"]["pneumoniamnist"]["sweep"]["space"]["activations"]:
+        own, shared = (
+            tmp_path / f"results/pretrain/{study}/{activation}"
+            for study in ("breastmnist", "pneumoniamnist")
+        )
+        assert (shared / "model.pt").read_bytes() == (own / "model.pt").read_bytes()
+        result = json.loads((shared / "result.json").read_text())
+        assert result["pretrained_by"] == "breastmnist"
+        assert result["run_id"] == (own / "run_id.txt").read_text()
     meta = json.loads((tmp_path / "results/data/organamnist/meta.json").read_text())
     assert len(meta["class_names"]) == 11
     assert (tmp_path / "results/report/index.html").is_file()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -153,3 +155,17 @@ def test_same_seed_same_result_and_other_seed_differs():
     c = train(run_config(epochs=3, patience=0, seed=1), data)
     assert a.history[-1]["val_loss"] == b.history[-1]["val_loss"]
     assert a.history[-1]["val_loss"] != c.history[-1]["val_loss"]
+
+
+def test_training_jobs_start_without_scikit_learn_scipy_stats_or_matplotlib():
+    """What a pretrain, sweep-worker or refine job imports before it trains: the per-epoch
+    metrics are numpy (medflow.stats.counted), so the 0.9 s of scikit-learn and SciPy's
+    stats module is paid only by jobs that fit or test something with them."""
+    code = (
+        "import sys; import medflow.cli, medflow.stages.pretrain, medflow.stages.sweep, "
+        "medflow.stages.refine, medflow.hpo.worker, medflow.ml.loop; "
+        "print(sorted({m.split('.')[0] if m.startswith(('sklearn', 'matplotlib')) else m "
+        "for m in sys.modules if m.startswith(('sklearn', 'matplotlib', 'scipy.stats'))}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

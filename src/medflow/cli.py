@@ -104,6 +104,11 @@ def cmd_classics(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
+    if args.pretrained_by not in (None, args.study):
+        from medflow.stages.pretrain_shared import take_over
+
+        take_over(Layout(Path(args.results)), args.pretrained_by, args.study, args.activation)
+        return
     from medflow.stages import pretrain
 
     ctx, study = _study(args)
@@ -226,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pretrain = _stage_parser(sub, "pretrain", "pretrain one backbone", cmd_pretrain)
     pretrain.add_argument("--activation", required=True)
+    pretrain.add_argument(
+        "--pretrained-by",
+        metavar="STUDY",
+        help="an earlier study with the same pretraining: copy its backbone instead of training",
+    )
     _gpu_options(pretrain)
     _stage_parser(
         sub, "sweep-init", "create the Optuna study and MLflow parent run", cmd_sweep_init

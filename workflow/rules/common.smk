@@ -115,6 +115,28 @@ def pretrain_source_meta(wildcards):
     return str(LAYOUT.prepared_meta(MEDFLOW.study(wildcards.study).pretrain.dataset))
 
 
+def pretrained_by(wildcards):
+    """The study that trains this backbone (MedflowConfig.pretrained_by): this one, or an
+    earlier one with the same pretraining, whose files the job then copies."""
+    return MEDFLOW.pretrained_by(wildcards.study, wildcards.activation)
+
+
+def shared_backbone(wildcards):
+    """The earlier study's backbone files when this study takes it over; else none."""
+    owner = pretrained_by(wildcards)
+    if owner == wildcards.study:
+        return {}
+    return {
+        "shared_model": str(LAYOUT.pretrain_model(owner, wildcards.activation)),
+        "shared_result": str(LAYOUT.pretrain_result(owner, wildcards.activation)),
+    }
+
+
+def pretrain_gpu_request(wildcards):
+    """No GPU for a job that copies another study's backbone."""
+    return gpu_request(wildcards) if pretrained_by(wildcards) == wildcards.study else 0
+
+
 def pretrained_models(wildcards):
     """Every backbone of a pretrained study (sweep trials may pick any activation)."""
     study = MEDFLOW.study(wildcards.study)

@@ -7,6 +7,7 @@ and sections, ranges that must run low to high).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -94,6 +95,10 @@ class PretrainConfig(Section):
     seed: int
 
 
+# The train settings pretraining takes from its study; the rest are pretrain's own.
+PRETRAIN_LOOP_KEYS = ("device", "resident_max_mb", "amp", "augment")
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """One study. Component sections stay plain dicts here (validated by the schema) and
@@ -134,6 +139,17 @@ class StudyConfig:
     @property
     def activations(self) -> tuple[str, ...]:
         return tuple(self.sweep["space"]["activations"])
+
+    def pretraining(self) -> dict[str, Any] | None:
+        """Everything a pretrained backbone depends on besides its activation: two studies
+        with equal pretraining train identical backbones."""
+        if self.pretrain is None:
+            return None
+        return {
+            "pretrain": dataclasses.asdict(self.pretrain),
+            "model": {k: v for k, v in self.model.items() if k != "activation"},
+            "loop": {k: self.train[k] for k in PRETRAIN_LOOP_KEYS},
+        }
 
     @property
     def seed_batches(self) -> tuple[tuple[int, ...], ...]:
@@ -227,6 +243,18 @@ class MedflowConfig:
 
     def study(self, name: str) -> StudyConfig:
         return _named("study", self.studies, name)
+
+    def pretrained_by(self, name: str, activation: str) -> str:
+        """The study that pretrains study ``name``'s ``activation`` backbone: the first study,
+        in config order, with the same pretraining and that activation (often ``name``
+        itself). Targets that share a source and settings then share its backbones: e.g.
+        two MedMNIST targets pretrained on OrganAMNIST train three backbones, not six."""
+        pretraining = self.study(name).pretraining()
+        return next(
+            other.name
+            for other in self.studies.values()
+            if other.pretraining() == pretraining and activation in other.activations
+        )
 
     def dataset(self, name: str) -> DatasetConfig:
         return _named("dataset", self.datasets, name)

@@ -26,10 +26,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
-from scipy import stats
 
 from medflow.hpo.design import SweepPlan, categorical_dimensions
-from medflow.stats.intervals import metric_bounds
+from medflow.stats.intervals import aggregate_over_seeds, metric_bounds
 
 LEVEL = 0.95
 
@@ -62,11 +61,8 @@ def _interval(
 ) -> tuple[float | None, float | None]:
     if len(values) < 2:
         return None, None
-    sem = stats.sem(values)
-    if sem == 0:
-        return float(values[0]), float(values[0])
-    low, high = stats.t.interval(LEVEL, len(values) - 1, loc=statistics.fmean(values), scale=sem)
-    return float(max(low, bounds[0])), float(min(high, bounds[1]))
+    spread = aggregate_over_seeds(values, 1 - LEVEL, bounds)
+    return spread["ci_low"], spread["ci_high"]
 
 
 def _others(cell: dict[str, Any], param: str, params: Sequence[str]) -> tuple[Any, ...]:

@@ -25,7 +25,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy.stats import qmc
 
 from medflow.config.schema import Dimension, search_dimensions
 from medflow.hpo.space import SearchSpace, SweepConfig
@@ -57,7 +56,7 @@ def cell_key(params: Mapping[str, Any], dims: tuple[Dimension, ...]) -> str:
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """The config's sweep, as trial slots; light (numpy and scipy only)."""
+    """The config's sweep, as trial slots; light (numpy, and SciPy's Halton sequence when used)."""
 
     cfg: SweepConfig
     space: SearchSpace | None  # None: free-running TPE only, which needs no plan of its own
@@ -98,6 +97,8 @@ class SweepPlan:
         n = self.cfg.trials_per_cell
         if not dims:
             return tuple({} for _ in range(n))
+        from scipy.stats import qmc  # here: a worker's start imports no SciPy
+
         unit = qmc.Halton(d=len(dims), scramble=True, seed=self.cfg.seed).random(n)
         points = []
         for row in unit:

@@ -19,7 +19,6 @@ import logging
 
 import numpy as np
 import torch
-from sklearn.utils.class_weight import compute_class_weight
 
 from medflow.errors import ConfigError
 
@@ -45,6 +44,9 @@ def _needs_labels(key: str, task: str, off: str) -> None:
 
 def _balanced(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Balanced weight per class of ``classes`` (1.0 for a class absent from ``labels``)."""
+    # imported here: only balanced weighting needs it, not every training job's start
+    from sklearn.utils.class_weight import compute_class_weight
+
     present = np.isin(classes, labels)
     weights = np.ones(len(classes))
     if present.any():

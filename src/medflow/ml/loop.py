@@ -41,7 +41,7 @@ from medflow.ml.monitor import MINIMISED
 from medflow.ml.optim import OptimConfig, build_optimizer, build_scheduler
 from medflow.ml.task import LossFn, build_loss, loss_targets, n_outputs_for, predict_scores
 from medflow.runtime.digest import config_hash
-from medflow.stats.metrics import compute_metrics
+from medflow.stats.counted import plain_metrics
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def validation_metrics(
     """val_loss and val_<metric> of compute_metrics on the validation split."""
     logits, scores = evaluate_scores(model, data.x_val, task, device)
     val_loss = float(loss_fn(logits, loss_targets(task, data.y_val)))
-    metrics = compute_metrics(task, data.y_val.numpy(), scores.numpy())
+    metrics = plain_metrics(task, data.y_val.numpy(), scores.numpy())
     return {"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}}
 
 

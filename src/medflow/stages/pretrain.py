@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from medflow.config.types import StudyConfig
+from medflow.config.types import PRETRAIN_LOOP_KEYS, StudyConfig
 from medflow.data.format import PreparedDataset
 from medflow.errors import MedflowError
 from medflow.layout import Layout
@@ -25,7 +25,7 @@ def pretrain_run_config(study: StudyConfig, activation: str) -> RunConfig:
     pre = study.pretrain
     if pre is None:
         raise MedflowError(f"study '{study.name}' has no pretrain section")
-    loop = {k: study.train[k] for k in ("device", "resident_max_mb", "amp", "augment")}
+    loop = {k: study.train[k] for k in PRETRAIN_LOOP_KEYS}
     return RunConfig(
         model=ModelConfig.from_section({**study.model, "activation": activation}),
         # Pretraining's own settings; the rest (momentum, warm-up, loss) are schema defaults.

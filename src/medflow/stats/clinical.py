@@ -11,8 +11,8 @@ from functools import partial
 
 import numpy as np
 
-from medflow.stats.bootstrap import resampled_metrics
 from medflow.stats.calibration import calibration_metrics
+from medflow.stats.counted import resampled_metrics
 from medflow.stats.delong import delong_test
 from medflow.stats.hierarchical import (
     hierarchical_summary,

@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 # Metrics that live in [0, 1] (and their differences in [-1, 1]); mse/mae are >= 0.
 UNIT_METRICS = frozenset(
@@ -32,10 +31,16 @@ def _finite(values: Sequence[float]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
+def _t_quantile(q: float, dof: float) -> float:
+    from scipy import stats  # here, not at import: sweep workers need metric_bounds only
+
+    return float(stats.t.ppf(q, dof))
+
+
 def _t_interval(mean: float, se: float, dof: int, alpha: float) -> tuple[float, float]:
     if dof < 1 or se == 0:  # one value (or identical ones): the interval collapses, no NaN
         return mean, mean
-    half = float(stats.t.ppf(1 - alpha / 2, dof)) * se
+    half = _t_quantile(1 - alpha / 2, dof) * se
     return mean - half, mean + half
 
 
@@ -69,7 +74,7 @@ def _welch_interval(a: np.ndarray, b: np.ndarray, alpha: float) -> tuple[float, 
     if va + vb == 0:
         return diff, diff
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(1 - alpha / 2, dof)) * math.sqrt(va + vb)
+    half = _t_quantile(1 - alpha / 2, dof) * math.sqrt(va + vb)
     return diff - half, diff + half
 
 

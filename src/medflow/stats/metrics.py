@@ -16,14 +16,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from medflow.stats.scores import predictions
 
-def predictions(task: str, scores: np.ndarray) -> np.ndarray:
-    """Hard predictions: threshold 0.5 (binary, multilabel) or argmax (multiclass)."""
-    if task == "binary" or task == "multilabel":
-        return (scores >= 0.5).astype(np.int64)
-    if task == "multiclass":
-        return scores.argmax(axis=1)
-    return scores
+__all__ = ["compute_metrics", "predictions"]
 
 
 def _auc(task: str, y: np.ndarray, scores: np.ndarray) -> float:

@@ -9,11 +9,19 @@ from typing import get_args
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import roc_auc_score
 
 from medflow.data.base import Task
 
 TASKS: tuple[str, ...] = get_args(Task)
+
+
+def predictions(task: str, scores: np.ndarray) -> np.ndarray:
+    """Hard predictions: threshold 0.5 (binary, multilabel) or argmax (multiclass)."""
+    if task == "binary" or task == "multilabel":
+        return (scores >= 0.5).astype(np.int64)
+    if task == "multiclass":
+        return scores.argmax(axis=1)
+    return scores
 
 
 def check_scores(task: str, y: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -70,5 +78,7 @@ def one_vs_rest(task: str, y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarra
 
 
 def binary_auc(truth: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score  # not at import: training jobs do without it
+
     """ROC AUC of one binary problem; NaN if ``truth`` holds a single class."""
     return float(roc_auc_score(truth, score)) if len(np.unique(truth)) == 2 else math.nan
