@@ -23,6 +23,9 @@ MODULES = (
     "workflow_overhead",
     "sweep_efficiency",
     "sweep_modes",
+    "cpu_bf16",
+    "amp_accuracy",
+    "real_study",
     "gpu",
 )
 

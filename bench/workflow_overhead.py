@@ -187,6 +187,17 @@ def recorded_training_seconds(results: Path) -> dict[str, Any]:
     }
 
 
+def test_accuracy(results: Path) -> dict[str, dict[str, float]]:
+    """Mean test accuracy over seeds per study and refine mode (results/evaluate)."""
+    return {
+        path.parent.name: {
+            mode: stats["accuracy"]["mean"]
+            for mode, stats in json.loads(path.read_text())["summary"].items()
+        }
+        for path in sorted((results / "evaluate").glob("*/metrics.json"))
+    }
+
+
 def fixed_costs(repeats: int, workdir: Path) -> dict[str, Any]:
     store = workdir / "probe-store"
     store.mkdir()
@@ -212,6 +223,7 @@ def run_workflow(workdir: Path) -> dict[str, Any]:
     wall, _ = _wall(_snakemake(run_dir))
     (log,) = (run_dir / ".snakemake" / "log").glob("*.snakemake.log")
     return {
+        "test_accuracy": test_accuracy(run_dir / "results"),
         "wall_s": wall,
         "cores": os.cpu_count(),
         "jobs": jobs,

@@ -10,11 +10,20 @@ import numpy as np
 from medflow.data.medmnist_info import medmnist_info
 
 
-def write_medmnist_flag(root: Path, flag: str, size: int = 28, seed: int = 0) -> Path:
+def write_medmnist_flag(
+    root: Path,
+    flag: str,
+    size: int = 28,
+    seed: int = 0,
+    n_samples: dict[str, int] | None = None,
+) -> Path:
     """``<root>/<flag>.npz`` (or ``<flag>_<size>.npz``) as MedMNIST ships it: uint8 images
     (N, H, W) or (N, H, W, 3), volumes (N, D, H, W) for the 3-D flags, uint8 labels (N, 1)
-    or (N, L) for multi-label flags."""
+    or (N, L) for multi-label flags. ``n_samples`` replaces the flag's split sizes (e.g.
+    another set's, for a benchmark; the medmnist source then refuses an MD5 check)."""
     info = medmnist_info()[flag]
+    if n_samples is not None:
+        info = {**info, "n_samples": n_samples}
     rng = np.random.default_rng(seed)
     n_labels = len(info["label"])
     multilabel = info["task"].startswith("multi-label")

@@ -25,18 +25,19 @@ def readme_block(name: str) -> list[str]:
 
 
 def run_readme_block(
-    workdir: Path, name: str, config_overrides: str, timeout: int = 1500
+    workdir: Path, name: str, config_overrides: str | list[str], timeout: int = 1500
 ) -> subprocess.CompletedProcess:
     """Run block ``name`` in ``workdir``; each snakemake line gets ``--cores 2`` and
     ``--config <config_overrides>`` appended (the tests' only shortening)."""
+    if isinstance(config_overrides, str):
+        config_overrides = [config_overrides]
+    quoted = " ".join(map(shlex.quote, config_overrides))
     for entry in _LINKED:
         link = workdir / entry
         if not link.exists():
             link.symlink_to(REPO / entry)
     lines = [
-        f"{line} --cores 2 --config {shlex.quote(config_overrides)}"
-        if line.startswith(".venv/bin/snakemake")
-        else line
+        f"{line} --cores 2 --config {quoted}" if line.startswith(".venv/bin/snakemake") else line
         for line in readme_block(name)
     ]
     env = {**os.environ, "PATH": path_without_venv()}

@@ -19,10 +19,13 @@ from tests.readme_commands import run_readme_block
 pytestmark = pytest.mark.slow
 
 PROFILE = REPO / "workflow" / "profiles" / "default"
+GENERATED_CAP = 800  # examples of a generated pretraining set in these runs
 
 
-def _shortened(config: dict, *, trials: int = 2) -> str:
-    """--config value: one epoch everywhere, ``trials`` sweep trials, one refine seed."""
+def _shortened(config: dict, *, trials: int = 1) -> list[str]:
+    """--config values: one epoch everywhere, ``trials`` sweep trial(s), one refine seed, and
+    generated pretraining sets of at most GENERATED_CAP examples (the user's files are
+    read whole)."""
     studies = {}
     for name, study in config["studies"].items():
         short = {
@@ -33,7 +36,19 @@ def _shortened(config: dict, *, trials: int = 2) -> str:
         if study.get("pretrain"):
             short["pretrain"] = {"epochs": 1}
         studies[name] = short
-    return "studies=" + yaml.safe_dump(studies, default_flow_style=True, width=1_000_000).strip()
+    values = {"studies": studies}
+    generated = {
+        name: {"options": {key: min(value, GENERATED_CAP)}}
+        for name, dataset in config["datasets"].items()
+        for key, value in dataset.get("options", {}).items()
+        if key in ("n_images", "n_series", "n_volumes")
+    }
+    if generated:
+        values["datasets"] = generated
+    return [
+        f"{key}=" + yaml.safe_dump(value, default_flow_style=True, width=1_000_000).strip()
+        for key, value in values.items()
+    ]
 
 
 def _run_shipped(
@@ -52,7 +67,7 @@ def _run_shipped(
     else:
         result = run_snakemake(
             "--profile", str(PROFILE), "--cores", "2", "--configfile", str(path),
-            "--config", _shortened(config), workdir=tmp_path, timeout=1500,
+            "--config", *_shortened(config), workdir=tmp_path, timeout=1500,
         )  # fmt: skip
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -1,6 +1,6 @@
 """The shipped volume configs run as shipped, through snakemake, on generated files with the
 real keys, dtypes, shapes and split sizes of the MedMNIST 3-D sets they name; shortened only
-by --config overrides of epochs, trials and seeds."""
+by --config overrides of epochs, trials, seeds and the size of generated pretraining sets."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _run(tmp_path: Path, config_name: str, timeout: int = 1500) -> tuple[dict, f
     started = time.perf_counter()
     result = run_snakemake(
         "--profile", str(PROFILE), "--cores", "2", "--configfile", str(path),
-        "--config", _shortened(config), workdir=tmp_path, timeout=timeout,
+        "--config", *_shortened(config), workdir=tmp_path, timeout=timeout,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -1,0 +1,77 @@
+"""Does bf16 on the CPU cost accuracy? The default studies' test accuracy with and without.
+
+``workflow_overhead`` runs ``config/config.yaml`` as ``make run`` does (``train.amp: auto``:
+bf16 for the CNN studies on a CPU with bf16 hardware) and records each study's mean test
+accuracy per refine mode in results/bench/workflow_overhead.json. This module runs the
+studies once more with ``train.amp: false`` in a fresh folder and reports the largest
+difference in percentage points (goal: within 0.5). A study that trains in float32 either
+way (the MLP) is a control: its difference must be 0.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.common import Options, row, write_json
+from bench.workflow_overhead import BIN, CONFIG, PROFILE, REPO, test_accuracy
+from medflow.config.schema import validate_config
+from medflow.ml.device import cpu_has_bf16
+
+GOAL = "<= 0.5"
+
+
+def float32_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The default config with amp: false in every study (and no classics)."""
+    studies = {
+        name: {**study, "train": {**study.get("train", {}), "amp": False}}
+        for name, study in config["studies"].items()
+    }
+    return {**config, "studies": studies, "classics": {"enabled": False}}
+
+
+def run(options: Options) -> list[dict[str, Any]]:
+    case = "bf16 CPU: default studies' test accuracy, |auto - float32| (points)"
+    auto_json = options.out_dir / "workflow_overhead.json"
+    config = float32_config(yaml.safe_load(CONFIG.read_text()))
+    validate_config(config, source="amp_accuracy float32 config")
+    if options.quick or not cpu_has_bf16() or not auto_json.exists():
+        why = "quick" if options.quick else "no bf16 CPU or no workflow_overhead run"
+        write_json("amp_accuracy", {"skipped": why}, options)
+        return [row(case, None, GOAL, f"skipped: {why}")]
+    auto = json.loads(auto_json.read_text())["workflow"]["test_accuracy"]
+    with tempfile.TemporaryDirectory(prefix="medflow-bench-amp-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "fp32.yaml").write_text(yaml.safe_dump(config))
+        subprocess.run(
+            [
+                str(BIN / "snakemake"),
+                *("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)),
+                *("--profile", str(PROFILE), "--configfile", str(workdir / "fp32.yaml")),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        fp32 = test_accuracy(workdir / "results")
+    points = {
+        study: {mode: 100 * (auto[study][mode] - value) for mode, value in modes.items()}
+        for study, modes in fp32.items()
+    }
+    worst = max(abs(d) for modes in points.values() for d in modes.values())
+    write_json(
+        "amp_accuracy",
+        {"auto_bf16": {s: auto[s] for s in fp32}, "float32": fp32, "difference_points": points},
+        options,
+    )
+    detail = "; ".join(
+        f"{study} {mode} {auto[study][mode]:.3f} vs {fp32[study][mode]:.3f}"
+        for study, modes in fp32.items()
+        for mode in modes
+    )
+    return [row(case, worst, GOAL, f"bf16 vs float32 mean over seeds: {detail}")]
