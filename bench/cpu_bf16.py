@@ -52,8 +52,8 @@ CASES = (
     # the default config's digits study: CNN width 32, depth 2 on 8x8 digits, batch 32
     Case("digits CNN 8x8", {"arch": "cnn", "width": 32, "depth": 2}, (1, 8, 8), 32, 2048),
     # config/medmnist.yaml's CNN (width 32, depth 3) at 28x28, MedMNIST's batch of 128
-    Case("CNN w32 28x28", {"arch": "cnn", "width": 32, "depth": 3}, (1, 28, 28), 128, 2048),
-    Case("ResNet-18 28x28", {"arch": "resnet18"}, (3, 28, 28), 128, 512),
+    Case("CNN w32 28x28", {"arch": "cnn", "width": 32, "depth": 3}, (1, 28, 28), 128, 1024),
+    Case("ResNet-18 28x28", {"arch": "resnet18"}, (3, 28, 28), 128, 256),
 )
 
 

@@ -78,7 +78,7 @@ def test_medmnist3d_64_config_validates_and_plans(tmp_path):
     config = yaml.safe_load(path.read_text())
     result = run_snakemake(
         "--profile", str(PROFILE), "--cores", "2", "--configfile", str(path),
-        "--config", _shortened(config), "--dry-run", workdir=tmp_path, timeout=300,
+        "--config", *_shortened(config), "--dry-run", workdir=tmp_path, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "pretrain" in result.stdout and "refine" in result.stdout
