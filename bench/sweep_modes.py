@@ -5,8 +5,11 @@ Each sweep is medflow's: ``init_sweep`` and W worker processes running ``run_wor
 Optuna journal and a real SQLite MLflow store, every trial training medflow's ``train()`` (MLP
 on the full sklearn digits set) with the median pruner, TPE design, same budget and seed. The
 two modes run interleaved (rotating who goes first) for ``--rounds`` rounds; the ratio is the
-median of per-round ratios reproducible / free-running. Workers are forked from this process
-after the data is loaded, so their start-up (imports) is not what is timed.
+median of per-round ratios reproducible / free-running. Workers are forked from a fork
+server that has imported this module (torch, Optuna, MLflow, medflow), so their start-up is
+not what is timed; not from this process, whose earlier training may have left autograd in a
+state a fork cannot use ("Unable to handle autograd's threading in combination with
+fork-based multiprocessing", seen in the test suite).
 """
 
 from __future__ import annotations
@@ -91,10 +94,11 @@ def _worker(cfg: SweepConfig, folder: Path, uri: str, objective: Objective, name
 
 
 def _in_children(targets: list[tuple[Any, tuple[Any, ...]]]) -> None:
-    """Forked processes, so that this one never opens a sweep's store (MLflow caches a store's
+    """Child processes, so that this one never opens a sweep's store (MLflow caches a store's
     connection pool per URI, which a fork must not share)."""
-    fork = multiprocessing.get_context("fork")
-    procs = [fork.Process(target=target, args=args) for target, args in targets]
+    server = multiprocessing.get_context("forkserver")
+    server.set_forkserver_preload([__name__])
+    procs = [server.Process(target=target, args=args) for target, args in targets]
     for proc in procs:
         proc.start()
     for proc in procs:
