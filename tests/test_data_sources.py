@@ -227,6 +227,33 @@ def test_medmnist_download_is_opt_in_and_md5_verified(tmp_path, monkeypatch):
     assert not (tmp_path / "mm2" / "breastmnist.npz").exists()
 
 
+def test_medmnist_file_is_checked_against_the_info_table(tmp_path, monkeypatch, caplog):
+    """Split sizes, then the MD5, against the medmnist INFO table: the verdict lands in the
+    prepared notes (and so in the dataset card and the baselines caption) and in the log."""
+    from medflow.data.medmnist_info import medmnist_info
+
+    info = medmnist_info()
+    path = write_medmnist_npz(tmp_path / "mm" / "breastmnist.npz")  # 40/12/16 images
+    options = {"root": str(tmp_path / "mm"), "flag": "breastmnist"}
+
+    notes = prepare(tmp_path, dataset("subset", source="medmnist", options=options)).meta["notes"]
+    assert notes["official_release"] is False
+    assert "split sizes 40/12/16" in notes["release"] and "546/78/156" in notes["release"]
+    assert any("not the official release" in r.getMessage() for r in caplog.records)
+
+    same_sizes = {"train": 40, "val": 12, "test": 16}
+    monkeypatch.setitem(info, "breastmnist", {**info["breastmnist"], "n_samples": same_sizes})
+    notes = prepare(tmp_path, dataset("resaved", source="medmnist", options=options)).meta["notes"]
+    assert notes["official_release"] is False and "MD5 differs" in notes["release"]
+
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    official = {**info["breastmnist"], "n_samples": same_sizes, "MD5": md5}
+    monkeypatch.setitem(info, "breastmnist", official)
+    notes = prepare(tmp_path, dataset("release", source="medmnist", options=options)).meta["notes"]
+    verdict = (notes["official_release"], notes["release"])
+    assert verdict == (True, "the official release (MD5 matches)")
+
+
 def test_meta_json_is_sorted_stable_json(tmp_path):
     ds = prepare(tmp_path, dataset("g", source="gates"))
     meta = json.loads((ds.root / "meta.json").read_text())

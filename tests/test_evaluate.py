@@ -446,3 +446,18 @@ def test_evaluation_maths_and_figures_do_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_undefined_metrics_are_written_as_json_null(tmp_path):
+    """A multi-class AUC on a split that lacks a class is NaN; every result file the stages
+    write takes it as null instead of failing after the work is done."""
+    from medflow.runtime.io import write_json_atomic
+
+    y = np.array([0, 1, 1, 0])  # class 2 of 3 never occurs
+    auc = plain_metrics("multiclass", y, np.full((4, 3), 1 / 3))["auc"]
+    assert math.isnan(auc)
+    path = write_json_atomic(
+        {"best_val_auc": auc, "n": np.int64(4), "history": [np.float32("inf"), 0.5]},
+        tmp_path / "result.json",
+    )
+    assert json.loads(path.read_text()) == {"best_val_auc": None, "n": 4, "history": [None, 0.5]}

@@ -22,10 +22,19 @@ PROFILE = REPO / "workflow" / "profiles" / "default"
 GENERATED_CAP = 800  # examples of a generated pretraining set in these runs
 
 
-def _shortened(config: dict, *, trials: int = 1) -> list[str]:
+def _merged(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        inner = merged.get(key)
+        both_dicts = isinstance(value, dict) and isinstance(inner, dict)
+        merged[key] = _merged(inner, value) if both_dicts else value
+    return merged
+
+
+def _shortened(config: dict, *, trials: int = 1, extra: dict | None = None) -> list[str]:
     """--config values: one epoch everywhere, ``trials`` sweep trial(s), one refine seed, and
     generated pretraining sets of at most GENERATED_CAP examples (the user's files are
-    read whole)."""
+    read whole); ``extra`` is merged over them (one --config value per top-level key)."""
     studies = {}
     for name, study in config["studies"].items():
         short = {
@@ -45,6 +54,7 @@ def _shortened(config: dict, *, trials: int = 1) -> list[str]:
     }
     if generated:
         values["datasets"] = generated
+    values = _merged(values, extra or {})
     return [
         f"{key}=" + yaml.safe_dump(value, default_flow_style=True, width=1_000_000).strip()
         for key, value in values.items()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> Path:
@@ -33,7 +36,21 @@ def _current_umask() -> int:
     return mask
 
 
+def json_ready(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python ones and every non-finite float as None: JSON has
+    no NaN, and an undefined metric (an AUC on a split that lacks a class) is null there."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
 def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``obj`` as indented JSON atomically; NaN is refused (it is not JSON)."""
-    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    """Write ``obj`` as indented JSON atomically, undefined (non-finite) numbers as null."""
+    text = json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))

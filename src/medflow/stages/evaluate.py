@@ -29,7 +29,7 @@ from medflow.ml.transfer import load_model_file
 from medflow.plots.classification import confusion_figure, reliability_figure, roc_figure
 from medflow.render.model_card import render_model_card
 from medflow.runtime.digest import config_hash
-from medflow.runtime.io import atomic_write_bytes, write_json_atomic
+from medflow.runtime.io import atomic_write_bytes, json_ready, write_json_atomic
 from medflow.stages.common import read_json
 from medflow.stages.context import StageContext
 from medflow.stats.bootstrap import bootstrap_metrics
@@ -75,19 +75,6 @@ def _test_metric_names(boot: dict[str, dict[str, float]]) -> dict[str, float]:
             if value is not None and math.isfinite(value):
                 metrics[f"test_{name}{suffix}"] = value
     return metrics
-
-
-def _finite(obj: Any) -> Any:
-    """``obj`` with every non-finite float as None (JSON has no NaN) and numpy as Python."""
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
 
 
 def _choose(study: StudyConfig, task: str, val: Split, val_scores: np.ndarray) -> dict[str, Any]:
@@ -307,7 +294,7 @@ def run(ctx: StageContext, study: StudyConfig) -> dict:
     best = _best_on_validation(runs, study.train["monitor"])
     figures = _draw_figures(layout, study, task, test, best, names)
     hidden = ("scores", "params", "model_config")
-    doc = _finite(
+    doc = json_ready(
         {
             "study": study.name,
             "target": study.target,

@@ -56,7 +56,7 @@ def bootstrap_metrics(
     Rows are resampled with replacement, ``n_boot`` times, from ``default_rng(seed)``.
     Resamples where a metric is undefined (AUC with a class missing) are skipped, not
     counted as zero; ``n_skipped`` says how many. A metric whose full-set value is NaN
-    gets a NaN CI (``write_json_atomic`` refuses NaN: callers must handle it).
+    gets a NaN CI (``write_json_atomic`` writes it as null).
     Returns metric -> {"value", "ci_low", "ci_high", "n_skipped"}.
     """
     if n_boot < 1 or not 0 < alpha < 1:

@@ -6,11 +6,15 @@ images (N, H, W) or (N, H, W, 3) and are prepared as (N, C, H, W) ``kind: image`
 flags (``*mnist3d``) hold volumes (N, D, H, W) and are prepared as (N, 1, D, H, W) ``kind:
 volume``. The task, label names, channel count, URLs and MD5 sums come from the
 ``medmnist`` package's INFO table. Nothing is downloaded unless ``options.download`` is true.
+A local file is checked against the same table: its split sizes, and its MD5 where they
+match, so a report says whether its numbers come from the official release (the files the
+published baselines used) or from a subset, a re-save or a look-alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import urllib.request
 import zipfile
@@ -26,6 +30,8 @@ from medflow.data.labels import class_ids
 from medflow.data.medmnist_info import medmnist_info
 from medflow.data.pixels import to_uint8
 from medflow.errors import DataError
+
+log = logging.getLogger(__name__)
 
 KEYS = tuple(f"{split}_{part}" for split in SPLITS for part in ("images", "labels"))
 # ordinal-regression (RetinaMNIST) is scored as multi-class in the MedMNIST benchmark.
@@ -51,9 +57,13 @@ def file_name(flag: str, size: int) -> str:
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 
 
+def _info_suffix(size: int) -> str:
+    return "" if size == 28 else f"_{size}"
+
+
 def _url_and_md5(opts: MedmnistOptions) -> tuple[str, str]:
-    suffix = "" if opts.size == 28 else f"_{opts.size}"
     info = medmnist_info()[opts.flag]
+    suffix = _info_suffix(opts.size)
     return opts.url or info[f"url{suffix}"], info[f"MD5{suffix}"]
 
 
@@ -175,6 +185,32 @@ def _volumes(images: np.ndarray, where: str, size: int) -> np.ndarray:
     return images[:, None]
 
 
+def _sizes(sizes: dict[str, int]) -> str:
+    return "/".join(str(sizes[s]) for s in SPLITS)
+
+
+def release_check(path: Path, arrays: dict[str, np.ndarray], info: dict, size: int) -> dict:
+    """The file against the INFO table: split sizes first (cheap), then the MD5 of the file.
+    A mismatch is not an error (a lab may subset or re-save the release), but it is logged and
+    recorded, because the published baselines hold only for the official files."""
+    sizes = {s: len(arrays[f"{s}_labels"]) for s in SPLITS}
+    official = {s: int(info["n_samples"][s]) for s in SPLITS}
+    if sizes != official:
+        verdict = (
+            f"not the official release: split sizes {_sizes(sizes)} (train/val/test), "
+            f"the release has {_sizes(official)}"
+        )
+    elif _md5(path) == info[f"MD5{_info_suffix(size)}"]:
+        return {"official_release": True, "release": "the official release (MD5 matches)"}
+    else:
+        verdict = (
+            f"official split sizes {_sizes(official)}, but the MD5 differs from the "
+            "official file's (re-saved, edited or generated)"
+        )
+    log.warning("medmnist: %s: %s", path, verdict)
+    return {"official_release": False, "release": verdict}
+
+
 def load(options: dict[str, Any], seed: int) -> SourceData:
     opts = MedmnistOptions(**options)
     path = Path(opts.root) / file_name(opts.flag, opts.size)
@@ -211,5 +247,10 @@ def load(options: dict[str, Any], seed: int) -> SourceData:
         kind="volume" if is_volume_flag(opts.flag) else "image",
         class_names=names,
         splits=splits,
-        notes={"flag": opts.flag, "size": opts.size, "file": str(path)},
+        notes={
+            "flag": opts.flag,
+            "size": opts.size,
+            "file": str(path),
+            **release_check(path, arrays, info, opts.size),
+        },
     )

@@ -100,9 +100,15 @@ def _medmnist(meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[Block
     official = "official" if meta.get("splits_from_source") else "NOT the official"
     text = p(
         f"Published test AUC/ACC for {flag} from MedMNIST v2 ({table_data['cited_as']}). "
-        f"Ours: {size}{TIMES}{size} images, {official} splits."
+        f"Ours: {size}{TIMES}{size} images, {official} splits.{_release(notes)}"
     )
     return [table(pd.DataFrame(rows)), text]
+
+
+def _release(notes: Mapping[str, Any]) -> str:
+    """The reader's check of the file against the medmnist INFO table (older prepared data
+    has none)."""
+    return f" Our file: {notes['release']}." if notes.get("release") else ""
 
 
 def _medmnist_3d(meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[Block]:
@@ -136,5 +142,6 @@ def _medmnist_3d(meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[Bl
     text = p(
         f"Published test AUC/ACC for {flag} from MedMNIST v2 ({table_data['cited_as']}). "
         f"Ours: {ours}{TIMES}{ours}{TIMES}{ours} volumes, {official} splits.{left_out}"
+        f"{_release(notes)}"
     )
     return [table(pd.DataFrame(rows)), text]
