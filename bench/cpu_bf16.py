@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from bench.common import Options, interleaved_many, row, write_json
-from bench.gpu import forward_macs
 from medflow.ml.device import cpu_has_bf16
 from medflow.ml.loop import RunConfig, TrainConfig, TrainData, train
 from medflow.ml.models import ModelConfig, build_model
 from medflow.ml.optim import OptimConfig
+from medflow.ml.work import forward_macs
 
 GOAL = ">= 1.7"
 N_CLASSES = 10

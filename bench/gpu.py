@@ -32,6 +32,7 @@ from bench.data_path import REFERENCE_TRANSFORM, MedMNISTStyle
 from medflow.ml.loop import RunConfig, TrainConfig, TrainData, train
 from medflow.ml.models import ModelConfig, build_model
 from medflow.ml.optim import OptimConfig, build_optimizer
+from medflow.ml.work import forward_macs
 
 SKIPPED = {"skipped": "no CUDA device"}
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOPS, matched as substrings of the device
@@ -54,37 +55,6 @@ def peak_tflops(device_name: str) -> float | None:
         if key in device_name:
             return tflops
     return None
-
-
-def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass for one input (Conv2d and Linear layers)."""
-    total = 0
-
-    def conv(module: nn.Conv2d, _inputs: Any, out: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = module.kernel_size
-        total += out[0].numel() * (module.in_channels // module.groups) * kh * kw
-
-    def linear(module: nn.Linear, _inputs: Any, out: torch.Tensor) -> None:
-        nonlocal total
-        total += out[0].numel() * module.in_features
-
-    hooks = [
-        m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d | nn.Linear)
-    ]
-    was_training = model.training
-    try:
-        model.eval()
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
-    return total
 
 
 def resnet18(size: int) -> nn.Module:

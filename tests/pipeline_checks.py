@@ -9,12 +9,16 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from medflow.ml.device import cpu_has_bf16
+from medflow.config.schema import validate_config
+from medflow.ml.device import CPU_BF16_MIN_MACS_PER_STEP, cpu_has_bf16
+from medflow.ml.models import ModelConfig, build_model
+from medflow.ml.work import forward_macs
 from medflow.tracking.client import PARENT_RUN_TAG, Tracker, find_runs
 from tests.report_checks import assert_report_complete
 
 FINISHED = ("COMPLETE", "PRUNED")
-# The models with 1-D or 2-D convolutions: train.amp auto trains them in bf16 on a bf16 CPU.
+# The models with 1-D or 2-D convolutions: train.amp auto trains them in bf16 on a bf16 CPU
+# (where a step does enough work).
 BF16_ON_CPU_ARCHS = {
     "cnn",
     "resnet18",
@@ -24,6 +28,18 @@ BF16_ON_CPU_ARCHS = {
     "resnet1d",
     "inception_time",
 }
+
+
+def _precision(workdir: Path, spec: dict, dataset: str, batch_size: int) -> str:
+    """train.amp auto: a 1-D/2-D conv model trains in bf16 exactly where this CPU does bf16 in
+    hardware and a training step does at least CPU_BF16_MIN_MACS_PER_STEP multiply-adds."""
+    if not (spec["model"]["arch"] in BF16_ON_CPU_ARCHS and spec["train"]["amp"] == "auto"):
+        return "float32"
+    meta = json.loads((workdir / "results/data" / dataset / "meta.json").read_text())
+    shape = tuple(meta["input_shape"])
+    model = build_model(ModelConfig.from_section(spec["model"]), shape, meta["n_classes"])
+    enough = forward_macs(model, shape) * batch_size >= CPU_BF16_MIN_MACS_PER_STEP
+    return "bfloat16" if enough and cpu_has_bf16() else "float32"
 
 
 def assert_tiny_dag_results(
@@ -59,11 +75,13 @@ def assert_tiny_dag_results(
     assert {(r.data.tags["mode"], r.data.tags["seed"]) for r in refine} == {
         (m, s) for m in modes for s in seeds
     }
-    # train.amp auto: a CNN trains in bf16 exactly where this CPU does bf16 in hardware
-    convolutional = spec.get("model", {}).get("arch") in BF16_ON_CPU_ARCHS
-    auto = spec.get("train", {}).get("amp", "auto") == "auto"
-    expected = "bfloat16" if convolutional and auto and cpu_has_bf16() else "float32"
-    for run in by_stage["pretrain"] + refine:
+    full = validate_config(config)["studies"]["tiny"]
+    pretrain = full["pretrain"]
+    expected = _precision(workdir, full, pretrain["dataset"], pretrain["batch_size"])
+    for run in by_stage["pretrain"]:
+        assert run.data.tags["precision"] == expected, run.info.run_name
+    expected = _precision(workdir, full, full["target"], full["train"]["batch_size"])
+    for run in refine:
         assert run.data.tags["precision"] == expected, run.info.run_name
     pretrain_ids = {r.info.run_id for r in by_stage["pretrain"]}
     for run in refine:

@@ -9,6 +9,7 @@ import torch
 from bench import gpu
 from bench.__main__ import MODULES, main
 from bench.data_path import REFERENCE_TRANSFORM, Images, MedMNISTStyle, normalise
+from medflow.ml.work import forward_macs
 
 
 def test_quick_run_writes_every_json_and_a_row_per_case(tmp_path, monkeypatch):
@@ -37,7 +38,7 @@ def test_reference_dataset_gives_the_values_medflow_normalises_to():
 def test_gpu_code_paths_run_on_cpu():
     """No GPU here: exercise the GPU benchmark's pieces on the CPU with a tiny batch."""
     model = gpu.resnet18(28)
-    assert abs(gpu.forward_macs(model, (3, 28, 28)) / 1e9 - 0.457) < 0.001
+    assert abs(forward_macs(model, (3, 28, 28)) / 1e9 - 0.457) < 0.001
     assert gpu.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert gpu.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert gpu.peak_tflops("Some Other GPU") is None

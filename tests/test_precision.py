@@ -11,10 +11,11 @@ from torch import nn
 
 from medflow.config.schema import validate_config
 from medflow.errors import ConfigError
-from medflow.ml.device import cpu_has_bf16, use_bf16
+from medflow.ml.device import CPU_BF16_MIN_MACS_PER_STEP, cpu_has_bf16, use_bf16
 from medflow.ml.loop import RunConfig, TrainConfig, train
 from medflow.ml.models import ModelConfig, build_model
 from medflow.ml.optim import OptimConfig
+from medflow.ml.work import forward_macs
 from tests.test_train import image_data
 
 CPU = torch.device("cpu")
@@ -39,17 +40,33 @@ def test_bf16_detection_agrees_with_the_kernels_cpu_flags():
     assert cpu_has_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+def _auto(arch: str, shape: tuple[int, ...], batch: int, amp: bool | str = "auto", device=CPU):
+    return use_bf16(amp, device, _model(arch, shape), shape, batch)
+
+
 def test_auto_uses_bf16_on_cpu_only_for_1d_and_2d_convolution_models():
     has = cpu_has_bf16()
-    assert use_bf16("auto", CPU, _model("cnn", (1, 8, 8))) is has
-    assert use_bf16("auto", CPU, _model("cnn1d", (1, 32))) is has
-    assert use_bf16("auto", CPU, _model("mlp", (1, 8, 8))) is False
-    assert use_bf16("auto", CPU, _model("lstm", (1, 32))) is False
-    assert use_bf16("auto", CPU, _model("cnn3d", (1, 8, 8, 8))) is False
+    assert _auto("cnn", (1, 28, 28), 4096) is has
+    assert _auto("cnn1d", (1, 512), 4096) is has
+    assert _auto("mlp", (1, 28, 28), 4096) is False
+    assert _auto("lstm", (1, 512), 4096) is False
+    assert _auto("cnn3d", (1, 16, 16, 16), 4096) is False
     # true forces it, false forbids it, on any model
-    assert use_bf16(True, CPU, _model("mlp", (1, 8, 8))) is True
-    assert use_bf16(False, CPU, _model("cnn", (1, 8, 8))) is False
-    assert use_bf16("auto", torch.device("cuda"), _model("mlp", (1, 8, 8))) is True
+    assert _auto("mlp", (1, 8, 8), 1, amp=True) is True
+    assert _auto("cnn", (1, 28, 28), 4096, amp=False) is False
+    assert _auto("mlp", (1, 8, 8), 1, device=torch.device("cuda")) is True
+
+
+def test_auto_keeps_float32_on_cpu_where_a_training_step_does_little_work():
+    """The threshold is on forward multiply-accumulates per step: per input times batch."""
+    model, shape = _model("cnn", (1, 28, 28)), (1, 28, 28)
+    per_input = forward_macs(model, shape)
+    # width 4, depth 1 at 28x28: a 3x3 conv to 4 channels (same padding), then the head
+    assert per_input == 28 * 28 * 4 * 9 + 4 * 2
+    just_enough = -(-CPU_BF16_MIN_MACS_PER_STEP // per_input)
+    assert use_bf16("auto", CPU, model, shape, just_enough) is cpu_has_bf16()
+    assert use_bf16("auto", CPU, model, shape, just_enough - 1) is False
+    assert use_bf16(True, CPU, model, shape, 1) is True
 
 
 def _cnn_run(amp: bool | str) -> RunConfig:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from medflow.errors import MedflowError
+from medflow.ml.work import forward_macs
 
 
 @contextmanager
@@ -62,14 +63,27 @@ def cpu_has_bf16() -> bool:
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
 
 
-def use_bf16(amp: bool | str, device: torch.device, model: nn.Module) -> bool:
-    """``train.amp`` resolved for this device and model: whether training runs under bf16
-    autocast.
+CPU_BF16_MIN_MACS_PER_STEP = 32 * 10**6
+
+
+def use_bf16(
+    amp: bool | str,
+    device: torch.device,
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    batch_size: int,
+) -> bool:
+    """``train.amp`` resolved for this device, model and batch: whether training runs under
+    bf16 autocast.
 
     ``auto`` turns it on on CUDA, and on CPUs with bf16 hardware for models with 1-D or 2-D
-    convolutions: measured on a 2-core AVX512-BF16 CPU, one training step took 1.58x less
-    time for a width-32 CNN and 1.83x for ResNet-18 at 28x28, 2.04x for resnet1d, but 0.89x
-    for an MLP and 0.94x for an LSTM. Volume models stay float32 on a CPU: oneDNN 3.12's
+    convolutions whose training step does at least CPU_BF16_MIN_MACS_PER_STEP forward
+    multiply-accumulates (per input times batch size). Measured through ``train()`` on a
+    2-core AVX512-BF16 CPU (fp32 time / bf16 time): a width-32 CNN at 28x28, batch 128 (950 M
+    MACs per step) 1.81; width 16 (130 M) 1.56; cnn1d on 128 samples, batch 128 (65 M) 1.50;
+    but the same cnn1d at batch 16 (8 M) 1.10 and the digits CNN at 8x8, batch 32 (10 M)
+    0.96: below ~30 M the casts around each small convolution cost what bf16 saves. An MLP
+    trained at 0.89x and an LSTM at 0.94x. Volume models stay float32 on a CPU: oneDNN 3.12's
     bf16 Conv3d backward gave different gradients run to run on 2x2x2 feature maps (the last
     stage of resnet18_3d at 12^3), and once a NaN.
     """
@@ -78,7 +92,9 @@ def use_bf16(amp: bool | str, device: torch.device, model: nn.Module) -> bool:
     if amp is True or device.type == "cuda":
         return True
     convs = {type(m) for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)}
-    return cpu_has_bf16() and bool(convs & {nn.Conv1d, nn.Conv2d}) and nn.Conv3d not in convs
+    if not (cpu_has_bf16() and convs & {nn.Conv1d, nn.Conv2d}) or nn.Conv3d in convs:
+        return False
+    return forward_macs(model, input_shape) * batch_size >= CPU_BF16_MIN_MACS_PER_STEP
 
 
 def use_channels_last(

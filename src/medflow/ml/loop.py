@@ -217,7 +217,7 @@ def _setup(
     of this config exists, and put the training data where the batches come from."""
     cfg = run.train
     model.to(device)
-    bf16 = use_bf16(cfg.amp, device, model)
+    bf16 = use_bf16(cfg.amp, device, model, data.input_shape, cfg.batch_size)
     channels_last = use_channels_last(model, device, bf16, data.input_shape)
     if channels_last:
         model.to(memory_format=memory_format(data.input_shape))
