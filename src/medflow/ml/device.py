@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -122,5 +122,8 @@ def memory_format(input_shape: tuple[int, ...]) -> torch.memory_format:
 
 
 def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on ``device`` when ``bf16`` (see use_bf16); a no-op context otherwise."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+    """bf16 autocast on ``device`` when ``bf16`` (see use_bf16); a no-op context otherwise
+    (nullcontext: a disabled torch.autocast still cost ~40 us a step to enter and leave)."""
+    if not bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -263,23 +263,27 @@ def _train_epoch(fit: _Fit, epoch: int) -> tuple[float, int]:
     cfg = fit.run.train
     fit.aug_gen.manual_seed(cfg.seed * 7919 + epoch)
     fit.model.train()
-    loss_sum = torch.zeros((), device=fit.device)
-    seen = 0
+    losses, sizes = [], []
     for xb, yb in fit.batches.epoch(epoch):
         if fit.channels_last:
             xb = xb.contiguous(memory_format=memory_format(tuple(xb.shape[1:])))
-        xb = augment(xb, cfg.augment, fit.aug_gen)
+        if cfg.augment != "none":
+            xb = augment(xb, cfg.augment, fit.aug_gen)
         try:
             with autocast(fit.device, fit.bf16):
-                loss = fit.loss_fn(fit.model(xb).float(), yb)
+                logits = fit.model(xb)
+            loss = fit.loss_fn(logits.float() if fit.bf16 else logits, yb)
             fit.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             fit.optimizer.step()
         except torch.OutOfMemoryError:
             raise _batch_too_large(fit, xb) from None
-        loss_sum += loss.detach() * len(yb)
-        seen += len(yb)
-    return float(loss_sum) / seen, seen  # one device sync per epoch
+        losses.append(loss.detach())
+        sizes.append(len(yb))
+    # one device sync per epoch: the batch losses weighted by batch size, summed at the end
+    seen = sum(sizes)
+    weights = torch.tensor(sizes, dtype=torch.float32, device=fit.device)
+    return float(torch.stack(losses).float() @ weights) / seen, seen
 
 
 def _batch_too_large(fit: _Fit, xb: torch.Tensor) -> MedflowError:

@@ -44,6 +44,39 @@ def _weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) 
     return np.where(defined, u / np.where(defined, n_pos * n_neg, 1.0), np.nan)
 
 
+def _unweighted_aucs(positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """ROC AUC of every column of (N, K) at once, each example counted once: Mann-Whitney U
+    from mid-ranks (ties share the mean of their ranks), one argsort for all columns. The
+    per-epoch validation metrics take this path: the per-column loop of _weighted_auc cost
+    ~1 ms per epoch for 10 classes, a tenth of a small MLP's epoch."""
+    n = len(score)
+    order = np.argsort(score, axis=0, kind="stable")
+    ranked = np.take_along_axis(score, order, axis=0)
+    position = np.arange(n)[:, None]
+    opens = np.ones(ranked.shape, dtype=bool)
+    opens[1:] = ranked[1:] != ranked[:-1]  # first of its tie group
+    closes = np.ones(ranked.shape, dtype=bool)
+    closes[:-1] = opens[1:]  # last of its tie group
+    first = np.maximum.accumulate(np.where(opens, position, 0), axis=0)
+    last = np.minimum.accumulate(np.where(closes, position, n - 1)[::-1], axis=0)[::-1]
+    is_pos = np.take_along_axis(positive, order, axis=0)
+    n_pos = is_pos.sum(axis=0).astype(np.float64)
+    n_neg = n - n_pos
+    rank_sum = (((first + last) / 2 + 1) * is_pos).sum(axis=0)
+    u = rank_sum - n_pos * (n_pos + 1) / 2
+    defined = (n_pos > 0) & (n_neg > 0)
+    return np.where(defined, u / np.where(defined, n_pos * n_neg, 1.0), np.nan)
+
+
+def _column_aucs(w: np.ndarray, positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """(B, K) ROC AUCs of the K binary problems in the columns, for each row of ``w``."""
+    if len(w) == 1 and bool(np.all(w == 1.0)):
+        return _unweighted_aucs(positive, score)[None, :]
+    return np.column_stack(
+        [_weighted_auc(w, positive[:, k], score[:, k]) for k in range(score.shape[1])]
+    )
+
+
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return num / np.where(den > 0, den, 1.0)
 
@@ -60,8 +93,8 @@ def _single_label_metrics(
     present = true > 0  # sklearn's balanced accuracy averages recall over classes in y_true
     union = (true + pred) > 0  # ... and macro F1 over classes in y_true or y_pred
     truth, cols = one_vs_rest(task, y, scores)
-    columns = [1] if task == "binary" else range(n_classes)  # binary AUC: P(y=1) column only
-    aucs = np.column_stack([_weighted_auc(w, truth[:, k], cols[:, k]) for k in columns])
+    columns = [1] if task == "binary" else slice(None)  # binary AUC: P(y=1) column only
+    aucs = _column_aucs(w, truth[:, columns], cols[:, columns])
     return {
         "accuracy": tp.sum(axis=1) / n,
         "balanced_accuracy": (_safe_ratio(tp, true) * present).sum(axis=1) / present.sum(axis=1),
@@ -83,9 +116,7 @@ def _multilabel_metrics(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> dic
     bal = (_safe_ratio(tp, pos) * has_pos + _safe_ratio(tn, neg) * has_neg) / (
         has_pos.astype(np.float64) + has_neg
     )
-    aucs = np.column_stack(
-        [_weighted_auc(w, y[:, j] == 1, scores[:, j]) for j in range(y.shape[1])]
-    )
+    aucs = _column_aucs(w, y == 1, scores)
     n_defined = np.isfinite(aucs).sum(axis=1)
     auc = np.where(n_defined > 0, np.nansum(aucs, axis=1) / np.maximum(n_defined, 1), np.nan)
     return {
