@@ -171,6 +171,7 @@ def recorded_training_seconds(results: Path) -> dict[str, Any]:
     client = tracker.client
     total, runs, epochs = 0.0, 0, 0
     by_stage: dict[str, float] = defaultdict(float)
+    precisions: dict[str, set[str]] = defaultdict(set)  # study -> the precision tags seen
     for experiment in client.search_experiments():
         for found in client.search_runs([experiment.experiment_id], max_results=10000):
             history = client.get_metric_history(found.info.run_id, "epoch_time_s")
@@ -178,12 +179,16 @@ def recorded_training_seconds(results: Path) -> dict[str, Any]:
             epochs += len(history)
             seconds = sum(m.value for m in history)
             total += seconds
-            by_stage[found.data.tags.get("stage", "?")] += seconds
+            tags = found.data.tags
+            by_stage[tags.get("stage", "?")] += seconds
+            if "precision" in tags and "study" in tags:
+                precisions[tags["study"]].add(tags["precision"])
     return {
         "train_seconds": total,
         "runs": runs,
         "epochs": epochs,
         "train_seconds_by_stage": dict(by_stage),
+        "precisions_by_study": {study: sorted(seen) for study, seen in precisions.items()},
     }
 
 
