@@ -170,7 +170,9 @@ def test_write_json_atomic(tmp_path: Path) -> None:
     write_json_atomic({"a": [3]}, target)  # replaces in place
     assert json.loads(target.read_text()) == {"a": [3]}
     assert [p.name for p in target.parent.iterdir()] == ["classics.json"]  # no temp left over
-    with pytest.raises(ValueError):
-        write_json_atomic({"x": float("nan")}, target)
+    with pytest.raises(TypeError):  # not JSON: the earlier file stays, no temp is left
+        write_json_atomic({"x": object()}, target)
     assert json.loads(target.read_text()) == {"a": [3]}
     assert [p.name for p in target.parent.iterdir()] == ["classics.json"]
+    write_json_atomic({"x": float("nan")}, target)  # undefined numbers are null in JSON
+    assert json.loads(target.read_text()) == {"x": None}
