@@ -85,7 +85,9 @@ def test_medmnist3d_config_refines_on_adrenalmnist3d_by_changing_the_flag(tmp_pa
     which the NoduleMNIST3D test covers, on fewer generated volumes)."""
     flag = {"datasets": {"nodulemnist3d": {"options": {"flag": "adrenalmnist3d"}}}}
     smaller_pretraining = {"datasets": {"shapes3d": {"options": {"n_volumes": 240}}}}
-    config, _ = _run(tmp_path, "medmnist3d.yaml", extra=_merged(flag, smaller_pretraining))
+    one_worker = {"studies": {"nodulemnist3d": {"sweep": {"workers": 1}}}}  # for 1 trial
+    extra = _merged(_merged(flag, smaller_pretraining), one_worker)
+    config, _ = _run(tmp_path, "medmnist3d.yaml", extra=extra)
     (study,) = config["studies"]
     meta = json.loads((tmp_path / "results/data/nodulemnist3d/meta.json").read_text())
     assert meta["notes"]["flag"] == "adrenalmnist3d" and meta["class_names"] == [
@@ -113,7 +115,15 @@ def test_medmnist3d_64_config_runs_end_to_end_on_a_cpu_when_made_small(tmp_path)
     """Where no GPU is: the 64^3 path end to end (MedMNIST+ file names, 64^3 volumes through
     the 3-D ResNet-18, montage, filters, report), on small generated files (24/12/12 volumes)
     and a width-4 network; the shipped sizes are the GPU test's."""
-    small = {"studies": {"nodulemnist3d_64": {"model": {"width": 4}, "train": {"batch_size": 8}}}}
+    small = {
+        "studies": {
+            "nodulemnist3d_64": {
+                "model": {"width": 4},
+                "train": {"batch_size": 8},
+                "sweep": {"workers": 1},  # for its 1 trial
+            }
+        }
+    }
     sizes = {"train": 24, "val": 12, "test": 12}
     config, _ = _run(tmp_path, "medmnist3d_64.yaml", extra=small, n_samples=sizes)
     meta = json.loads((tmp_path / "results/data/nodulemnist3d_64/meta.json").read_text())
