@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from medflow.data.medmnist_info import medmnist_info
+from medflow.data.sources.medmnist_npz import file_name
 
 
 def write_medmnist_flag(
@@ -44,6 +45,6 @@ def write_medmnist_flag(
         arrays[f"{split}_images"] = (noise + brightness).clip(0, 255).astype(np.uint8)
         arrays[f"{split}_labels"] = labels
     root.mkdir(parents=True, exist_ok=True)
-    path = root / (f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz")
+    path = root / file_name(flag, size)
     np.savez(path, **arrays)
     return path

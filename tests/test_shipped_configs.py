@@ -62,22 +62,32 @@ def _shortened(config: dict, *, trials: int = 1, extra: dict | None = None) -> l
 
 
 def _run_shipped(
-    tmp_path: Path, config_name: str, readme_block: str | None = None
+    tmp_path: Path,
+    config_name: str,
+    readme_block: str | None = None,
+    *,
+    extra: dict | None = None,
+    n_samples: dict[str, int] | None = None,
 ) -> tuple[dict, float]:
-    """Run a shipped config on generated files: through the README's own commands where
-    it gives them (``readme_block``), else with the plain snakemake command."""
+    """Run a shipped config on generated files of its medmnist datasets: through the README's
+    own commands where it gives them (``readme_block``), else with the plain snakemake
+    command. ``extra``: --config values merged over the shortening (e.g. another flag);
+    ``n_samples`` replaces the generated files' split sizes."""
     path = REPO / "config" / config_name
-    config = yaml.safe_load(path.read_text())
+    config = _merged(yaml.safe_load(path.read_text()), extra or {})
     for dataset in config["datasets"].values():
-        options = dataset["options"]
-        write_medmnist_flag(tmp_path / options["root"], options["flag"], options["size"])
+        if dataset["source"] == "medmnist":
+            options = dataset["options"]
+            root = tmp_path / options["root"]
+            write_medmnist_flag(root, options["flag"], options["size"], n_samples=n_samples)
+    overrides = _shortened(config, extra=extra)
     started = time.perf_counter()
     if readme_block:
-        result = run_readme_block(tmp_path, readme_block, _shortened(config))
+        result = run_readme_block(tmp_path, readme_block, overrides)
     else:
         result = run_snakemake(
             "--profile", str(PROFILE), "--cores", "2", "--configfile", str(path),
-            "--config", *_shortened(config), workdir=tmp_path, timeout=1500,
+            "--config", *overrides, workdir=tmp_path, timeout=1500,
         )  # fmt: skip
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -5,46 +5,15 @@ by --config overrides of epochs, trials, seeds and the size of generated pretrai
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from tests.conftest import REPO, run_snakemake
-from tests.medmnist_files import write_medmnist_flag
-from tests.test_shipped_configs import PROFILE, _merged, _shortened
+from tests.test_shipped_configs import PROFILE, _merged, _run_shipped, _shortened
 
 pytestmark = pytest.mark.slow
-
-
-def _run(
-    tmp_path: Path,
-    config_name: str,
-    timeout: int = 1500,
-    extra: dict | None = None,
-    n_samples: dict[str, int] | None = None,
-) -> tuple[dict, float]:
-    """Run a shipped config on generated files of its medmnist datasets (after ``extra``, the
-    --config values merged over the shortening, e.g. another flag; ``n_samples`` replaces the
-    files' split sizes)."""
-    path = REPO / "config" / config_name
-    config = _merged(yaml.safe_load(path.read_text()), extra or {})
-    for dataset in config["datasets"].values():
-        if dataset["source"] == "medmnist":
-            options = dataset["options"]
-            root = tmp_path / options["root"]
-            write_medmnist_flag(root, options["flag"], options["size"], n_samples=n_samples)
-    started = time.perf_counter()
-    result = run_snakemake(
-        "--profile", str(PROFILE), "--cores", "2", "--configfile", str(path),
-        "--config", *_shortened(config, extra=extra), workdir=tmp_path, timeout=timeout,
-    )  # fmt: skip
-    elapsed = time.perf_counter() - started
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    print(f"{config_name}: shortened run took {elapsed:.0f} s")
-    return config, elapsed
 
 
 def _section(report: str, section_id: str) -> str:
@@ -52,7 +21,7 @@ def _section(report: str, section_id: str) -> str:
 
 
 def test_medmnist3d_config_runs_as_shipped(tmp_path):
-    config, _ = _run(tmp_path, "medmnist3d.yaml")
+    config, _ = _run_shipped(tmp_path, "medmnist3d.yaml")
     (study,) = config["studies"]
     meta = json.loads((tmp_path / "results/data/nodulemnist3d/meta.json").read_text())
     assert meta["kind"] == "volume" and meta["input_shape"] == [1, 28, 28, 28]
@@ -87,7 +56,7 @@ def test_medmnist3d_config_refines_on_adrenalmnist3d_by_changing_the_flag(tmp_pa
     smaller_pretraining = {"datasets": {"shapes3d": {"options": {"n_volumes": 240}}}}
     one_worker = {"studies": {"nodulemnist3d": {"sweep": {"workers": 1}}}}  # for 1 trial
     extra = _merged(_merged(flag, smaller_pretraining), one_worker)
-    config, _ = _run(tmp_path, "medmnist3d.yaml", extra=extra)
+    config, _ = _run_shipped(tmp_path, "medmnist3d.yaml", extra=extra)
     (study,) = config["studies"]
     meta = json.loads((tmp_path / "results/data/nodulemnist3d/meta.json").read_text())
     assert meta["notes"]["flag"] == "adrenalmnist3d" and meta["class_names"] == [
@@ -106,7 +75,7 @@ def test_medmnist3d_config_refines_on_adrenalmnist3d_by_changing_the_flag(tmp_pa
 def test_medmnist3d_64_config_runs_as_shipped_on_a_gpu(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("config/medmnist3d_64.yaml trains a 3-D ResNet-18 at 64^3: a GPU's job")
-    _, _ = _run(tmp_path, "medmnist3d_64.yaml")
+    _, _ = _run_shipped(tmp_path, "medmnist3d_64.yaml")
     metrics = json.loads((tmp_path / "results/evaluate/nodulemnist3d_64/metrics.json").read_text())
     assert metrics["n_test"] == 310
 
@@ -125,7 +94,7 @@ def test_medmnist3d_64_config_runs_end_to_end_on_a_cpu_when_made_small(tmp_path)
         }
     }
     sizes = {"train": 24, "val": 12, "test": 12}
-    config, _ = _run(tmp_path, "medmnist3d_64.yaml", extra=small, n_samples=sizes)
+    config, _ = _run_shipped(tmp_path, "medmnist3d_64.yaml", extra=small, n_samples=sizes)
     meta = json.loads((tmp_path / "results/data/nodulemnist3d_64/meta.json").read_text())
     assert meta["input_shape"] == [1, 64, 64, 64] and meta["split_sizes"] == sizes
     metrics = json.loads((tmp_path / "results/evaluate/nodulemnist3d_64/metrics.json").read_text())

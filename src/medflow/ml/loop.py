@@ -267,12 +267,11 @@ def _train_epoch(fit: _Fit, epoch: int) -> tuple[float, int]:
     for xb, yb in fit.batches.epoch(epoch):
         if fit.channels_last:
             xb = xb.contiguous(memory_format=memory_format(tuple(xb.shape[1:])))
-        if cfg.augment != "none":
-            xb = augment(xb, cfg.augment, fit.aug_gen)
+        xb = augment(xb, cfg.augment, fit.aug_gen)
         try:
             with autocast(fit.device, fit.bf16):
                 logits = fit.model(xb)
-            loss = fit.loss_fn(logits.float() if fit.bf16 else logits, yb)
+            loss = fit.loss_fn(logits.float(), yb)  # bf16 logits cast; float32 ones as they are
             fit.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             fit.optimizer.step()

@@ -53,17 +53,18 @@ class MedmnistOptions:
     value_range: list[float] | None = None
 
 
-def file_name(flag: str, size: int) -> str:
-    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
-
-
-def _info_suffix(size: int) -> str:
+def _size_suffix(size: int) -> str:
+    """28 (28x28, 28^3) has none; MedMNIST+ sizes name their files and INFO keys ``_<size>``."""
     return "" if size == 28 else f"_{size}"
+
+
+def file_name(flag: str, size: int) -> str:
+    return f"{flag}{_size_suffix(size)}.npz"
 
 
 def _url_and_md5(opts: MedmnistOptions) -> tuple[str, str]:
     info = medmnist_info()[opts.flag]
-    suffix = _info_suffix(opts.size)
+    suffix = _size_suffix(opts.size)
     return opts.url or info[f"url{suffix}"], info[f"MD5{suffix}"]
 
 
@@ -200,7 +201,7 @@ def release_check(path: Path, arrays: dict[str, np.ndarray], info: dict, size: i
             f"not the official release: split sizes {_sizes(sizes)} (train/val/test), "
             f"the release has {_sizes(official)}"
         )
-    elif _md5(path) == info[f"MD5{_info_suffix(size)}"]:
+    elif _md5(path) == info[f"MD5{_size_suffix(size)}"]:
         return {"official_release": True, "release": "the official release (MD5 matches)"}
     else:
         verdict = (
