@@ -249,6 +249,10 @@ class Layout:
     def classics_log(self) -> Path:
         return self.logs() / "classics.log"
 
+    def job_server_log(self) -> Path:
+        """The workflow run's job server (medflow.runtime.job_server), appended to."""
+        return self.logs() / "job_server.log"
+
     def pretrain_log(self, study: str, activation: str) -> Path:
         return self.logs() / "pretrain" / study / f"{activation}.log"
 

@@ -9,6 +9,7 @@ from medflow.config.load import workflow_config
 from medflow.config.schema import validate_config
 from medflow.config.types import MedflowConfig
 from medflow.layout import Layout, seed_label
+from medflow.runtime.job_server import JobServer
 from medflow.tracking.uri import check_store_present
 
 # The demo config/config.yaml applies only when no --configfile is given (--config on top).
@@ -25,6 +26,23 @@ MEDFLOW = MedflowConfig.from_validated(config, source=CONFIG_SOURCE)
 RESULTS = "results"
 LAYOUT = Layout(Path(RESULTS))
 check_store_present(MEDFLOW.tracking.uri, Path(RESULTS))
+# Jobs start as processes forked from one with torch and MLflow imported (4-7 s less each).
+JOB_SERVER = JobServer()
+
+
+onstart:
+    if JobServer.wanted(workflow.local_exec):
+        JOB_SERVER.start(LAYOUT.job_server_log())
+
+
+onsuccess:
+    JOB_SERVER.stop()
+
+
+onerror:
+    JOB_SERVER.stop()
+
+
 # The sections of a study each stage reads: a change elsewhere does not re-run it.
 STAGE_SECTIONS = {
     "pretrain": ("target", "pretrain", "model", "train"),
