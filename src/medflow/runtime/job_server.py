@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import os
 import selectors
+import shlex
 import signal
 import socket
 import subprocess
@@ -57,17 +58,25 @@ class JobServer:
         return local_exec and sys.platform == "linux" and os.environ.get(ENV_VAR) != "off"
 
     def start(self, log_file: Path) -> None:
-        """Start the server (it imports in the background) and point jobs at it."""
+        """Start the server (it imports in the background) and point jobs at it.
+
+        The socket listens before this returns: a job started at once waits in its backlog.
+        """
         self.folder = Path(tempfile.mkdtemp(prefix="medflow-jobs-"))
         path = self.folder / "server.sock"
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_file, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "medflow.runtime.job_server", str(path), str(os.getpid())],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(str(path))
+            listener.listen(128)
+            command = [sys.executable, "-m", "medflow.runtime.job_server", str(path)]
+            with open(log_file, "ab") as log:
+                self.process = subprocess.Popen(
+                    [*command, str(listener.fileno()), str(os.getpid())],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    pass_fds=[listener.fileno()],
+                )
         os.environ[ENV_VAR] = address(socket.gethostname(), str(path))
 
     def stop(self) -> None:
@@ -253,8 +262,12 @@ def _import_time(key: str) -> bool:
 
 
 def _say(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} job server {os.getpid()}: {text}", file=sys.stderr)
+    print(_said(text), file=sys.stderr)
     sys.stderr.flush()
+
+
+def _said(text: str) -> str:
+    return f"{time.strftime('%H:%M:%S')} job server: {text}"
 
 
 # ---- the forked job
@@ -298,6 +311,7 @@ def _take_over_process(request: dict[str, Any], fds: list[int], default_threads:
     import torch
     from threadpoolctl import threadpool_limits
 
+    server_log = os.dup(2)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -314,6 +328,12 @@ def _take_over_process(request: dict[str, Any], fds: list[int], default_threads:
     threads_now = int(threads) if threads.isdigit() and int(threads) > 0 else default_threads
     torch.set_num_threads(threads_now)
     threadpool_limits(threads_now, user_api="blas")  # NumPy's BLAS read the variable at import
+    with open(server_log, "w") as log:
+        command = shlex.join(request["argv"])
+        print(
+            _said(f"job {os.getpid()}: {command[:160]}; {torch.get_num_threads()} torch threads"),
+            file=log,
+        )
     _reseed_numpy()
 
 
@@ -360,12 +380,11 @@ def _finish() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m medflow.runtime.job_server")
-    parser.add_argument("socket", help="Unix socket path to listen on")
+    parser.add_argument("socket", help="the Unix socket's path, removed on exit")
+    parser.add_argument("fd", type=int, help="the socket, bound and listening")
     parser.add_argument("parent", type=int, help="exit when this process (Snakemake) is gone")
     args = parser.parse_args(argv)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(args.socket)  # before importing: clients wait in the backlog meanwhile
-    listener.listen(128)
+    listener = socket.socket(fileno=args.fd)
     listener.setblocking(False)
     server = _Server(listener, args.parent)
 
