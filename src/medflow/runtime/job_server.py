@@ -98,7 +98,7 @@ class JobServer:
 # ---- the server process
 
 
-def _warm_ups() -> Iterator[Callable[[], None]]:
+def warm_ups() -> Iterator[Callable[[], None]]:
     """What jobs would otherwise each do, most needed first; the server answers waiting jobs
     between steps."""
 
@@ -118,6 +118,7 @@ def _warm_ups() -> Iterator[Callable[[], None]]:
     yield imports
     yield _open_throwaway_store
     yield _save_throwaway_model
+    yield _draw_throwaway_figure
     yield stage_imports
 
 
@@ -127,7 +128,7 @@ def _open_throwaway_store() -> None:
     from medflow.tracking.client import Tracker
 
     with tempfile.TemporaryDirectory() as tmp:
-        Tracker(f"sqlite:///{tmp}/warm.db", Path(tmp) / "artifacts")
+        Tracker(f"sqlite:///{Path(tmp) / 'store'}", Path(tmp) / "artifacts")
 
 
 def _save_throwaway_model() -> None:
@@ -150,6 +151,17 @@ def _save_throwaway_model() -> None:
         )
 
 
+def _draw_throwaway_figure() -> None:
+    """Matplotlib's Agg backend and Pillow's PNG plugins, loaded by the first figure saved."""
+    from io import BytesIO
+
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(1, 1))
+    figure.add_subplot().plot([0, 1])
+    figure.savefig(BytesIO(), format="png")
+
+
 class _Server:
     def __init__(self, listener: socket.socket, parent_pid: int) -> None:
         self.listener = listener
@@ -162,7 +174,7 @@ class _Server:
         self.stopping = False
 
     def serve(self) -> None:
-        for number, warm_up in enumerate(_warm_ups()):
+        for number, warm_up in enumerate(warm_ups()):
             if number:  # jobs wait for the imports, then for one more step at most
                 self.handle_events(timeout=0)
             if self.stopping:
