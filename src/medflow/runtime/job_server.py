@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from medflow.runtime.job_wire import ENV_VAR, address, receive_request, send_mes
 _IMPORT_TIME_ENV_PREFIXES = ("PYTHON", "TORCH", "PYTORCH", "LD_", "KMP_", "GOMP_", "MKL_", "OMP_")
 _APPLIED_AFTER_FORK = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _PARENT_POLL_S = 1.0
+_REQUEST_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 30.0
 
 
@@ -54,8 +56,14 @@ class JobServer:
 
     @staticmethod
     def wanted(local_exec: bool) -> bool:
-        """Jobs run on this machine, on Linux, and the user did not turn it off."""
-        return local_exec and sys.platform == "linux" and os.environ.get(ENV_VAR) != "off"
+        """Jobs run on this machine, on Linux 5.3+ (pidfd), and the user did not turn it off."""
+        if not local_exec or sys.platform != "linux" or os.environ.get(ENV_VAR) == "off":
+            return False
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except (AttributeError, OSError):
+            return False
+        return True
 
     def start(self, log_file: Path) -> None:
         """Start the server (it imports in the background) and point jobs at it.
@@ -199,16 +207,23 @@ class _Server:
             self.stopping = True
 
     def accept(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-        except BlockingIOError:
-            return
+        """Every connection waiting (jobs queue up while the server warms up)."""
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            self.take(conn)
+
+    def take(self, conn: socket.socket) -> None:
+        conn.settimeout(_REQUEST_TIMEOUT_S)  # a client that never sends holds up no one
         try:
             request, fds = receive_request(conn)
         except (OSError, ValueError) as exc:
             _say(f"bad request: {exc}")
             conn.close()
             return
+        conn.settimeout(None)
         try:
             differs = sorted(
                 k
@@ -220,27 +235,45 @@ class _Server:
                 conn.close()
                 return
             self.fork(conn, request, fds)
-        except OSError as exc:  # fork failed (memory, process limit): the client runs it
-            _say(f"could not start a job: {exc}")
-            _answer(conn, {"fallback": str(exc)})
-            conn.close()
         finally:
             for fd in fds:
                 os.close(fd)
 
     def fork(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+        """Run the request in a forked process; the client runs it itself where that fails."""
         if self.default_threads is None:
             import torch
 
             self.default_threads = torch.get_num_threads()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            self.close_all_but(conn)
-            os._exit(_run_job(conn, request, fds, self.default_threads))
+        try:
+            pid = os.fork()
+        except OSError as exc:  # memory, process limit
+            _say(f"could not start a job: {exc}")
+            _answer(conn, {"fallback": str(exc)})
+            conn.close()
+            return
+        if pid == 0:  # the job: whatever happens, it never returns into the server's loop
+            code = 1
+            try:
+                self.close_all_but(conn)
+                code = _run_job(conn, request, fds, self.default_threads)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        try:
+            watch = os.pidfd_open(pid)
+        except OSError as exc:  # out of descriptors: stop the job before it does anything
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            _say(f"could not watch a job: {exc}")
+            _answer(conn, {"fallback": str(exc)})
+            conn.close()
+            return
         self.jobs[pid] = conn
-        self.selector.register(os.pidfd_open(pid), selectors.EVENT_READ, pid)
+        self.selector.register(watch, selectors.EVENT_READ, pid)
         _answer(conn, {"pid": pid})  # a client already gone: the job sees it and ends
 
     def close_all_but(self, conn: socket.socket) -> None:
@@ -357,8 +390,6 @@ def _reseed_numpy() -> None:
 
 
 def _run_cli(argv: list[str]) -> int:
-    import traceback
-
     from medflow.cli import main
 
     try:
