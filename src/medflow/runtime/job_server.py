@@ -374,9 +374,12 @@ def _take_over_process(request: dict[str, Any], fds: list[int], default_threads:
     torch.set_num_threads(threads_now)
     threadpool_limits(threads_now, user_api="blas")  # NumPy's BLAS read the variable at import
     with open(server_log, "w") as log:
-        command = shlex.join(request["argv"])
+        argv = request["argv"]  # the --spec JSON (kilobytes of config) is in the job's log
+        command = shlex.join(
+            "{...}" if i and argv[i - 1] == "--spec" else arg for i, arg in enumerate(argv)
+        )
         print(
-            _said(f"job {os.getpid()}: {command[:160]}; {torch.get_num_threads()} torch threads"),
+            _said(f"job {os.getpid()}: {command}; {torch.get_num_threads()} torch threads"),
             file=log,
         )
     _reseed_numpy()
