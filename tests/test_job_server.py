@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,3 +138,14 @@ def test_a_job_runs_in_its_own_process_when_the_server_cannot_take_it(server, tm
         assert "valid (" in out
     # PYTHONHASHSEED acts at interpreter start: the server sent that job back.
     assert not _jobs(log, config)
+
+
+def test_a_server_that_cannot_listen_leaves_jobs_to_start_cold(tmp_path, monkeypatch, capsys):
+    deep = tmp_path / ("d" * 100)  # a socket path this long cannot be bound
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert JobServer().start(tmp_path / "job_server.log") is False
+    assert ENV_VAR not in os.environ
+    assert "medflow: warning: no job server (" in capsys.readouterr().err
+    assert list(deep.iterdir()) == []  # its folder is gone too

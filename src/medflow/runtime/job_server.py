@@ -65,27 +65,34 @@ class JobServer:
             return False
         return True
 
-    def start(self, log_file: Path) -> None:
-        """Start the server (it imports in the background) and point jobs at it.
+    def start(self, log_file: Path) -> bool:
+        """Start the server (it imports in the background) and point jobs at it; False, with
+        a warning, where it cannot start (jobs then start cold, as without it).
 
         The socket listens before this returns: a job started at once waits in its backlog.
         """
-        self.folder = Path(tempfile.mkdtemp(prefix="medflow-jobs-"))
-        path = self.folder / "server.sock"
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-            listener.bind(str(path))
-            listener.listen(128)
-            command = [sys.executable, "-m", "medflow.runtime.job_server", str(path)]
-            with open(log_file, "ab") as log:
-                self.process = subprocess.Popen(
-                    [*command, str(listener.fileno()), str(os.getpid())],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    pass_fds=[listener.fileno()],
-                )
+        try:
+            self.folder = Path(tempfile.mkdtemp(prefix="medflow-jobs-"))
+            path = self.folder / "server.sock"
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                listener.bind(str(path))  # fails on a socket path over ~100 bytes ($TMPDIR)
+                listener.listen(128)
+                command = [sys.executable, "-m", "medflow.runtime.job_server", str(path)]
+                with open(log_file, "ab") as log:
+                    self.process = subprocess.Popen(
+                        [*command, str(listener.fileno()), str(os.getpid())],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=log,
+                        pass_fds=[listener.fileno()],
+                    )
+        except OSError as exc:
+            print(f"medflow: warning: no job server ({exc}); jobs start cold", file=sys.stderr)
+            self.stop()
+            return False
         os.environ[ENV_VAR] = address(socket.gethostname(), str(path))
+        return True
 
     def stop(self) -> None:
         """Stop taking jobs; jobs already running finish on their own."""
@@ -231,6 +238,7 @@ class _Server:
                 if _import_time(k) and self.import_env.get(k) != request["env"].get(k)
             )
             if differs:
+                _say(f"sent a job back, its environment differs: {', '.join(differs)}")
                 _answer(conn, {"fallback": f"environment differs: {', '.join(differs)}"})
                 conn.close()
                 return
