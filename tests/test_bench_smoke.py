@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import torch
+import yaml
 
 from bench import gpu
 from bench.__main__ import MODULES, main
+from bench.amp_seeds import STUDIES, seeded_config
 from bench.data_path import REFERENCE_TRANSFORM, Images, MedMNISTStyle, normalise
+from bench.workflow_overhead import CONFIG
+from medflow.config.schema import validate_config
 from medflow.ml.work import forward_macs
 
 
@@ -47,3 +51,15 @@ def test_gpu_code_paths_run_on_cpu():
     images = Images.random(8, 28)
     rgb = images.train_x[..., None].repeat(3, axis=-1)
     assert gpu.reference_steps(gpu.resnet18(28), rgb, images.train_y, 4)(1) > 0
+
+
+def test_opt_in_amp_seeds_configs_are_valid_and_quick_mode_skips(tmp_path):
+    shipped = yaml.safe_load(CONFIG.read_text())
+    config = validate_config(seeded_config(shipped, False, 3), source="amp_seeds")
+    assert sorted(config["studies"]) == sorted(STUDIES)
+    assert {s["pretrain"]["seed"] for s in config["studies"].values()} == {3}
+    assert {s["train"]["amp"] for s in config["studies"].values()} == {False}
+    assert config["classics"]["enabled"] is False
+    rows = main(["--quick", "--only", "amp_seeds", "--out", str(tmp_path)])
+    assert [r["note"] for r in rows] == ["skipped: quick"]
+    assert json.loads((tmp_path / "amp_seeds.json").read_text())["skipped"] == "quick"
