@@ -149,3 +149,11 @@ def test_a_server_that_cannot_listen_leaves_jobs_to_start_cold(tmp_path, monkeyp
     assert ENV_VAR not in os.environ
     assert "medflow: warning: no job server (" in capsys.readouterr().err
     assert list(deep.iterdir()) == []  # its folder is gone too
+
+
+def test_a_server_only_where_jobs_run_here_and_it_is_not_turned_off(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert JobServer.wanted(local_exec=True)
+    assert not JobServer.wanted(local_exec=False)  # e.g. the SLURM executor
+    monkeypatch.setenv(ENV_VAR, "off")
+    assert not JobServer.wanted(local_exec=True)
