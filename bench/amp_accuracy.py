@@ -39,6 +39,24 @@ def float32_config(config: dict[str, Any], studies: list[str]) -> dict[str, Any]
     return {**config, "studies": kept, "classics": {"enabled": False}}
 
 
+def config_accuracy(config: dict[str, Any], workdir: Path) -> dict[str, dict[str, float]]:
+    """Mean test accuracy per study and mode of ``config`` run as ``make run`` runs it, in a
+    new folder ``workdir``."""
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            *("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)),
+            *("--profile", str(PROFILE), "--configfile", str(workdir / "config.yaml")),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return test_accuracy(workdir / "results")
+
+
 def run(options: Options) -> list[dict[str, Any]]:
     case = "bf16 CPU: default studies' test accuracy, |auto - float32| (points)"
     auto_json = options.out_dir / "workflow_overhead.json"
@@ -55,21 +73,8 @@ def run(options: Options) -> list[dict[str, Any]]:
     if not in_bf16:
         write_json("amp_accuracy", {"skipped": "auto trained every run in float32"}, options)
         return [row(case, 0.0, GOAL, "auto trained every run in float32: nothing to compare")]
-    config = float32_config(shipped, in_bf16)
     with tempfile.TemporaryDirectory(prefix="medflow-bench-amp-") as tmp:
-        workdir = Path(tmp)
-        (workdir / "fp32.yaml").write_text(yaml.safe_dump(config))
-        subprocess.run(
-            [
-                str(BIN / "snakemake"),
-                *("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)),
-                *("--profile", str(PROFILE), "--configfile", str(workdir / "fp32.yaml")),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        fp32 = test_accuracy(workdir / "results")
+        fp32 = config_accuracy(float32_config(shipped, in_bf16), Path(tmp) / "fp32")
     points = {
         study: {mode: 100 * (auto[study][mode] - value) for mode, value in modes.items()}
         for study, modes in fp32.items()

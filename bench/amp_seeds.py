@@ -14,7 +14,6 @@ float32 runs).
 from __future__ import annotations
 
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ from typing import Any
 import yaml
 from scipy import stats
 
-from bench.amp_accuracy import REFINE_MODES
+from bench.amp_accuracy import REFINE_MODES, config_accuracy
 from bench.common import Options, row, write_json
-from bench.workflow_overhead import BIN, CONFIG, PROFILE, REPO, test_accuracy
+from bench.workflow_overhead import CONFIG
 from medflow.ml.device import cpu_has_bf16
 
 STUDIES = ("digits", "ecg")  # the default studies whose pretraining auto runs in bf16 here
@@ -42,22 +41,6 @@ def seeded_config(config: dict[str, Any], amp: str | bool, pretrain_seed: int) -
         if name in STUDIES
     }
     return {**config, "studies": studies, "classics": {"enabled": False}}
-
-
-def _accuracy(config: dict[str, Any], workdir: Path) -> dict[str, dict[str, float]]:
-    workdir.mkdir()
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            *("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)),
-            *("--profile", str(PROFILE), "--configfile", str(workdir / "config.yaml")),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return test_accuracy(workdir / "results")
 
 
 def _t_interval(values: list[float]) -> tuple[float, float, float]:
@@ -79,7 +62,7 @@ def run(options: Options) -> list[dict[str, Any]]:
         for seed in seeds:  # interleaved: each seed in both precisions before the next
             for label, amp in (("auto", "auto"), ("float32", False)):
                 config = seeded_config(shipped, amp, seed)
-                runs[label].append(_accuracy(config, Path(tmp) / f"{label}-{seed}"))
+                runs[label].append(config_accuracy(config, Path(tmp) / f"{label}-{seed}"))
     summary: dict[str, dict[str, dict[str, float]]] = {}
     rows = []
     for study in STUDIES:
