@@ -234,7 +234,8 @@ def test_accuracy(results: Path) -> dict[str, dict[str, float]]:
 
 
 def fixed_costs(repeats: int, workdir: Path) -> dict[str, Any]:
-    """Per job, cold and served: interleaved rounds, medians."""
+    """Per job, medians: interpreter, hand-off and cold job interleaved round by round; the
+    served jobs after them, forked one after another from one warmed-up process."""
     store = workdir / "probe-store"
     store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"

@@ -148,22 +148,15 @@ def _open_throwaway_store() -> None:
 
 def _save_throwaway_model() -> None:
     """``torch.export`` and MLflow's installed-package scan, done by the first model a process
-    saves (3 s), done here once."""
-    import mlflow.pytorch
+    saves (3 s), done here once, through the jobs' own save path."""
     import torch
 
-    from medflow.tracking.models import _model_pip_requirements
+    from medflow.tracking.models import model_signature, save_model_folder
 
     model = torch.nn.Linear(2, 1).eval()
     example = torch.zeros(2, 2).numpy()
     with tempfile.TemporaryDirectory() as tmp:
-        mlflow.pytorch.save_model(
-            model,
-            f"{tmp}/model",
-            input_example=example,
-            serialization_format="pt2",
-            pip_requirements=_model_pip_requirements(),
-        )
+        save_model_folder(Path(tmp) / "model", model, model_signature(model, example), example)
 
 
 def _draw_throwaway_figure() -> None:
@@ -238,8 +231,9 @@ class _Server:
                 if _import_time(k) and self.import_env.get(k) != request["env"].get(k)
             )
             if differs:
-                _say(f"sent a job back, its environment differs: {', '.join(differs)}")
-                _answer(conn, {"fallback": f"environment differs: {', '.join(differs)}"})
+                why = f"environment differs: {', '.join(differs)}"
+                _say(f"sent a job back, its {why}")
+                _answer(conn, {"fallback": why})
                 conn.close()
                 return
             self.fork(conn, request, fds)

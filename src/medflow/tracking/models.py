@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 if TYPE_CHECKING:
     import numpy as np
     import torch
+    from mlflow.models import Model
     from mlflow.models.signature import ModelSignature
 
     from medflow.tracking.client import Tracker
@@ -61,7 +62,7 @@ def log_torch_model(
     if weights_used is not None:
         tracker.log_params(run_id, {"model.weights_used": weights_used})
     cpu_model = copy.deepcopy(model).cpu().eval()
-    signature = _signature(cpu_model, input_example)
+    signature = model_signature(cpu_model, input_example)
     experiment_id = tracker.get_run(run_id).info.experiment_id
     logged = tracker.call(
         tracker.client.create_logged_model,
@@ -72,8 +73,9 @@ def log_torch_model(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / name
-            _save_model(
-                local, cpu_model, logged, run_id, signature, input_example, pip_requirements
+            mlflow_model = _logged_model_metadata(logged, run_id)
+            save_model_folder(
+                local, cpu_model, signature, input_example, mlflow_model, pip_requirements
             )
             tracker.call(tracker.client.log_model_artifacts, logged.model_id, str(local))
         tracker.call(tracker.client.log_outputs, run_id, [LoggedModelOutput(logged.model_id, step)])
@@ -84,7 +86,8 @@ def log_torch_model(
     return f"runs:/{run_id}/{name}"
 
 
-def _signature(cpu_model: torch.nn.Module, input_example: np.ndarray) -> ModelSignature:
+def model_signature(cpu_model: torch.nn.Module, input_example: np.ndarray) -> ModelSignature:
+    """The model's input and output schema, from one forward pass on ``input_example``."""
     import torch
     from mlflow.models import infer_signature
 
@@ -93,28 +96,37 @@ def _signature(cpu_model: torch.nn.Module, input_example: np.ndarray) -> ModelSi
     return infer_signature(input_example, output.detach().numpy())
 
 
-def _save_model(
+def _logged_model_metadata(logged: LoggedModel, run_id: str) -> Model:
+    """The MLmodel metadata of a folder that already carries the LoggedModel's ids."""
+    from mlflow.models import Model
+
+    return Model(
+        artifact_path=logged.artifact_location,
+        run_id=run_id,
+        model_uuid=logged.model_id,
+        model_id=logged.model_id,
+    )
+
+
+def save_model_folder(
     local: Path,
     cpu_model: torch.nn.Module,
-    logged: LoggedModel,
-    run_id: str,
     signature: ModelSignature,
     input_example: np.ndarray,
-    pip_requirements: list[str] | None,
+    mlflow_model: Model | None = None,
+    pip_requirements: list[str] | None = None,
 ) -> None:
-    """Write the MLflow model folder locally, already carrying the LoggedModel's ids."""
+    """Write the MLflow model folder locally: "pt2", pinned requirements (see log_torch_model).
+
+    The job server saves a throwaway model through here too, so the first model a job saves
+    finds ``torch.export`` imported and MLflow's package scan done.
+    """
     import mlflow.pytorch
-    from mlflow.models import Model
 
     mlflow.pytorch.save_model(
         cpu_model,
         str(local),
-        mlflow_model=Model(
-            artifact_path=logged.artifact_location,
-            run_id=run_id,
-            model_uuid=logged.model_id,
-            model_id=logged.model_id,
-        ),
+        mlflow_model=mlflow_model,
         signature=signature,
         input_example=input_example,
         serialization_format="pt2",
